@@ -1,0 +1,67 @@
+"""The launch plan: everything needed to start a run, computed without starting anything.
+
+A plan is pure data: the accelerate config, the DeepSpeed config, the batch arithmetic and the exact
+argv of ``accelerate launch``. ``alignkit sft/dpo --dry-run`` prints it; a real run writes it into
+``<output_dir>/alignkit/`` and spawns it; ``alignkit slurm submit`` renders it per node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BatchMath:
+    """How the global batch is kept constant across cluster shapes."""
+
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    world_size: int
+    global_batch_size: int
+    tuned_for: int | None  # the global batch size the recipe was tuned for (None: not recorded)
+    adjusted: bool  # True when gradient_accumulation_steps was recomputed for this world size
+
+
+@dataclass
+class LaunchPlan:
+    task: str  # "sft" | "dpo"
+    profile: str
+    num_nodes: int
+    gpus_per_node: int
+    num_gpus_note: str | None  # e.g. "no GPU visible: using the recipe's reference count, 8"
+    world_size: int
+    batch: BatchMath
+    accelerate_config: dict[str, Any]
+    deepspeed_config: dict[str, Any] | None
+    config: dict[str, Any]  # the resolved run config (what run.yaml holds)
+    output_dir: str
+    # argv of `accelerate launch ... -m alignkit.train.<task> --run <run.yaml>`; the file paths in it
+    # point into <output_dir>/alignkit/ where a real run writes them.
+    command: list[str]
+    # the per-node flags slurm replaces (--machine_rank etc.) are added by alignkit.slurm, not here
+    env: dict[str, str] = field(default_factory=dict)  # non-secret env the child needs
+    notes: list[str] = field(default_factory=list)  # what was enabled/changed and why
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch.global_batch_size
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "profile": self.profile,
+            "command": self.command,
+            "accelerate_config": self.accelerate_config,
+            "deepspeed_config": self.deepspeed_config,
+            "config": self.config,
+            "world_size": self.world_size,
+            "num_nodes": self.num_nodes,
+            "gpus_per_node": self.gpus_per_node,
+            "global_batch_size": self.batch.global_batch_size,
+            "per_device_train_batch_size": self.batch.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.batch.gradient_accumulation_steps,
+            "output_dir": self.output_dir,
+            "env": self.env,
+            "notes": self.notes,
+        }
