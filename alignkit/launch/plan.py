@@ -42,6 +42,9 @@ class LaunchPlan:
     # the per-node flags slurm replaces (--machine_rank etc.) are added by alignkit.slurm, not here
     env: dict[str, str] = field(default_factory=dict)  # non-secret env the child needs
     notes: list[str] = field(default_factory=list)  # what was enabled/changed and why
+    translations: list[str] = field(default_factory=list)  # handbook keys translated to current ones
+    warnings: list[str] = field(default_factory=list)  # keys dropped, with why
+    overridden: dict[str, str] = field(default_factory=dict)  # section.key -> the layer that set it
 
     @property
     def global_batch_size(self) -> int:
@@ -64,4 +67,7 @@ class LaunchPlan:
             "output_dir": self.output_dir,
             "env": self.env,
             "notes": self.notes,
+            "translations": self.translations,
+            "warnings": self.warnings,
+            "overridden": self.overridden,
         }

@@ -1,0 +1,183 @@
+"""Handbook and old-TRL keys, translated to current fields.
+
+The alignment-handbook's YAML files (both its older `run_*.py` style and its newer TrlParser style) are
+accepted unmodified. Each old key is translated once, with a note saying what it became; keys with no
+current meaning are dropped with a warning saying why — never silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Translation:
+    """What one layer's old keys became."""
+
+    values: list[tuple[str, Any]] = field(default_factory=list)  # (section.field, value)
+    notes: list[str] = field(default_factory=list)  # translated: said once
+    warnings: list[str] = field(default_factory=list)  # dropped: said loudly
+
+
+def _rename(target: str, why: str) -> Callable[[str, Any, Translation], None]:
+    def apply(key: str, value: Any, out: Translation) -> None:
+        out.values.append((target, value))
+        out.notes.append(f"{key} → {target} ({why})")
+
+    return apply
+
+
+def _drop(why: str) -> Callable[[str, Any, Translation], None]:
+    def apply(key: str, value: Any, out: Translation) -> None:
+        out.warnings.append(f"{key} dropped: {why}")
+
+    return apply
+
+
+def _flash(key: str, value: Any, out: Translation) -> None:
+    if value:
+        out.values.append(("model.attn_implementation", "flash_attention_2"))
+        out.notes.append(f"{key} → model.attn_implementation: flash_attention_2")
+    else:
+        out.notes.append(f"{key}: false → attention left to the profile (sdpa or eager)")
+
+
+def _truncation_side(key: str, value: Any, out: Translation) -> None:
+    mode = {"left": "keep_end", "right": "keep_start"}.get(str(value))
+    if mode is None:
+        out.warnings.append(f"{key}: {value!r} dropped: expected left or right")
+        return
+    out.values.append(("train.truncation_mode", mode))
+    out.notes.append(f"{key}: {value} → train.truncation_mode: {mode}")
+
+
+def _warmup_ratio(key: str, value: Any, out: Translation) -> None:
+    out.values.append(("train.warmup_steps", value))
+    out.notes.append(f"{key} → train.warmup_steps (transformers 5 takes a ratio in [0, 1) there)")
+
+
+# Single keys, accepted at the top level (handbook files are flat) and inside their section.
+KEYS: dict[str, Callable[[str, Any, Translation], None]] = {
+    "max_seq_length": _rename("train.max_length", "TRL renamed it"),
+    "evaluation_strategy": _rename("train.eval_strategy", "transformers renamed it"),
+    "torch_dtype": _rename("model.dtype", "transformers renamed it"),
+    "use_flash_attention_2": _flash,
+    "hub_model_revision": _rename("train.hub_revision", "transformers' name"),
+    "warmup_ratio": _warmup_ratio,
+    "truncation_side": _truncation_side,
+    "preprocessing_num_workers": _rename("data.preprocessing_num_workers", "data section"),
+    "dataset_num_proc": _rename("data.preprocessing_num_workers", "data section"),
+    "chat_template": _rename("data.chat_template", "data section"),
+    "chat_template_path": _rename("data.chat_template", "data section: a path or a template string"),
+    "auto_insert_empty_system_msg": _rename("data.auto_insert_empty_system_msg", "data section"),
+    "use_peft": _rename("lora.enabled", "lora section"),
+    "lora_r": _rename("lora.r", "lora section"),
+    "lora_alpha": _rename("lora.alpha", "lora section"),
+    "lora_dropout": _rename("lora.dropout", "lora section"),
+    "lora_target_modules": _rename("lora.target_modules", "lora section"),
+    "lora_modules_to_save": _rename("lora.modules_to_save", "lora section"),
+    "use_bnb_nested_quant": _rename("model.bnb_4bit_use_double_quant", "model section"),
+    "overwrite_output_dir": _drop(
+        "removed from transformers; alignkit resumes a matching run and refuses a different one "
+        "unless you pass --overwrite"
+    ),
+    "max_prompt_length": _drop(
+        "removed in TRL 1.x; prompt + completion are truncated together to train.max_length "
+        "(train.truncation_mode picks the side)"
+    ),
+    "max_completion_length": _drop("removed in TRL 1.x; see train.max_length"),
+    "logging_dir": _drop("removed from transformers; TensorBoard logs go to <output_dir>/runs"),
+    "base_model_revision": _drop("the base of an adapter is read from its adapter_config.json"),
+    "model_code_revision": _drop("no current meaning"),
+    "text_column": _drop("conversations are read from `messages`; use data.mixture[].columns"),
+    "dataset_text_field": _drop("alignkit trains on conversations (`messages`), not a text column"),
+}
+
+# Keys translated together (they only mean something as a group).
+MIX_KEYS = ("dataset_mixer", "datasets_mixer", "dataset_splits", "dataset_configs", "dataset_mixture",
+            "dataset_name", "dataset_config", "dataset_train_split", "dataset_test_split")
+
+# TRL fields another section owns: a clear error, not a silent translation.
+OWNED = {
+    "model_init_kwargs": "set the model section instead (model.dtype, model.attn_implementation, "
+    "model.load_in_4bit, …)",
+    "deepspeed": "DeepSpeed configs come from the profile (--profile full | lora-zero3)",
+    "fsdp": "FSDP is not supported; use a DeepSpeed profile (--profile full)",
+    "fsdp_config": "FSDP is not supported; use a DeepSpeed profile (--profile full)",
+    "parallelism_config": "set by the launcher",
+    "local_rank": "set by the launcher",
+}
+
+
+def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
+    """Translate the handbook's dataset keys (old and new forms) into data.mixture."""
+    sources: list[dict[str, Any]] = []
+    if "dataset_mixture" in raw:
+        mix = raw["dataset_mixture"] or {}
+        if not isinstance(mix, dict):
+            out.warnings.append("dataset_mixture dropped: expected a mapping with `datasets`")
+            return
+        for item in mix.get("datasets") or []:
+            if not isinstance(item, dict):
+                out.warnings.append(f"dataset_mixture.datasets entry {item!r} dropped: expected a mapping")
+                continue
+            src = {k: v for k, v in item.items() if v is not None}
+            if "id" in src and _looks_local(str(src["id"])):
+                src["path"] = src.pop("id")
+            sources.append(src)
+        if "seed" in mix:
+            out.values.append(("data.mix_seed", mix["seed"]))
+        has_test = any("test" in str(s.get("split", "")) for s in sources)
+        if mix.get("test_split_size") is not None:
+            if has_test:
+                out.warnings.append(
+                    "dataset_mixture.test_split_size dropped: the mixture lists a test split, which "
+                    "alignkit uses as the eval split instead of training on it (the handbook's recipes "
+                    "fold test_* into train and carve a random eval split out of the union)"
+                )
+            else:
+                out.values.append(("data.test_split_size", mix["test_split_size"]))
+        out.notes.append("dataset_mixture → data.mixture (+ data.mix_seed, data.test_split_size)")
+    mixer = raw.get("dataset_mixer", raw.get("datasets_mixer"))
+    if mixer is not None:
+        splits = raw.get("dataset_splits") or ["train", "test"]
+        if isinstance(splits, str):
+            splits = [splits]
+        configs = raw.get("dataset_configs")
+        if not isinstance(mixer, dict):
+            out.warnings.append("dataset_mixer dropped: expected a mapping {dataset: fraction}")
+        else:
+            for i, (name, frac) in enumerate(mixer.items()):
+                config = configs[i] if isinstance(configs, list) and i < len(configs) else None
+                for split in splits:
+                    src: dict[str, Any] = {"path" if _looks_local(str(name)) else "id": name, "split": split}
+                    if config:
+                        src["config"] = config
+                    if "test" not in str(split):
+                        src["weight"] = frac
+                    sources.append(src)
+            out.notes.append(
+                "dataset_mixer + dataset_splits → data.mixture (train splits take `weight` after a "
+                "seeded shuffle, not the first rows as the old handbook did; test splits are kept whole)"
+            )
+    elif "dataset_splits" in raw or "dataset_configs" in raw:
+        out.warnings.append("dataset_splits/dataset_configs dropped: they only mean something with dataset_mixer")
+    if raw.get("dataset_name"):
+        name = raw["dataset_name"]
+        loc = "path" if _looks_local(str(name)) else "id"
+        base = {loc: name}
+        if raw.get("dataset_config"):
+            base["config"] = raw["dataset_config"]
+        sources.append({**base, "split": raw.get("dataset_train_split") or "train"})
+        if raw.get("dataset_test_split"):
+            sources.append({**base, "split": raw["dataset_test_split"]})
+        out.notes.append("dataset_name (+ dataset_config, dataset_*_split) → data.mixture")
+    if sources:
+        out.values.append(("data.mixture", sources))
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~", "demo:")) or name.endswith(
+        (".json", ".jsonl", ".parquet", ".csv")
+    )

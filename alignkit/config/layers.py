@@ -1,0 +1,239 @@
+"""Config layers and how they stack.
+
+Lowest first: built-in defaults < shipped recipe < profile(s) < user YAML (--config, or the handbook's
+positional path) < command-line overrides. Each layer is normalized into sections
+(model/lora/data/train/launch) before merging:
+
+* nested keys (``lora: {r: 32}``), dotted keys (``lora.r: 32``, ``--lora.r=32``) and flat keys
+  (``learning_rate: 2e-5``, as in the handbook's files) all work; a flat key goes to the one section
+  that has a field of that name;
+* the handbook's old keys are translated (see deprecations.py), with a note each;
+* unknown keys are collected as problems with did-you-mean, so that every error is reported at once.
+
+A merged value remembers where it came from (``recipe zephyr-7b-beta/sft/full.yaml:14``), for error
+messages and ``alignkit recipes show``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from alignkit.config import deprecations
+from alignkit.config.run import SECTIONS, section_fields
+from alignkit.config.yamlio import LineDict
+from alignkit.errors import ConfigError, Problem, did_you_mean
+
+TOP_LEVEL = ("description",)
+
+
+@dataclass
+class Layer:
+    """One source of settings, already split into sections."""
+
+    name: str  # "default", "recipe zephyr-7b-beta/sft/full.yaml", "profile qlora", "config my.yaml", "override"
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> field -> value
+    where: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, field) -> "file:line"
+    top: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def set(self, section: str, key: str, value: Any, where: str) -> None:
+        self.values.setdefault(section, {})[key] = value
+        self.where[(section, key)] = where
+
+
+def _line(mapping: Any, key: str) -> int | None:
+    return mapping.lines.get(key) if isinstance(mapping, LineDict) else None
+
+
+def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> Layer:
+    """Normalize a parsed YAML document (or override dict) into a Layer. Never raises for bad keys:
+    they become ``layer.problems``."""
+    layer = Layer(name=name)
+    origin = origin or name
+    if raw is None:
+        return layer
+    if not isinstance(raw, dict):
+        layer.problems.append(
+            Problem(origin, f"expected a mapping of settings, got {type(raw).__name__}",
+                    "write `key: value` lines (see `alignkit recipes show`)")
+        )
+        return layer
+    fields = section_fields(task)
+    owner: dict[str, list[str]] = {}
+    for section, names in fields.items():
+        for n in names:
+            owner.setdefault(n, []).append(section)
+
+    def where_of(mapping: Any, key: str) -> str:
+        line = _line(mapping, key)
+        return f"{origin}:{line}" if line else origin
+
+    def put(section: str, key: str, value: Any, where: str) -> None:
+        if key in fields[section]:
+            layer.set(section, key, value, where)
+            return
+        if key in deprecations.KEYS:
+            translate_one(key, value, where)
+            return
+        if key in deprecations.OWNED:
+            layer.problems.append(Problem(f"{section}.{key}", "is not set here", deprecations.OWNED[key], where))
+            return
+        elsewhere = owner.get(key)
+        if elsewhere:
+            fix = f"it belongs in the {elsewhere[0]} section: {elsewhere[0]}.{key}"
+        elif _other_task_has(task, key):
+            layer.problems.append(Problem(f"{section}.{key}", f"is a {_other(task).upper()} setting, "
+                                          f"not a {task.upper()} one", "remove it from this run", where))
+            return
+        else:
+            fix = did_you_mean(key, fields[section]) or f"see `alignkit config fields --task {task} {section}`"
+        layer.problems.append(Problem(f"{section}.{key}", "unknown key", fix, where))
+
+    def translate_one(key: str, value: Any, where: str) -> None:
+        out = deprecations.Translation()
+        deprecations.KEYS[key](key, value, out)
+        apply_translation(out, where)
+
+    def apply_translation(out: deprecations.Translation, where: str) -> None:
+        for target, value in out.values:
+            section, key = target.split(".", 1)
+            layer.set(section, key, value, where)
+        layer.notes += [f"{n} [{where}]" for n in out.notes]
+        layer.warnings += [f"{w} [{where}]" for w in out.warnings]
+
+    mix_raw = {k: raw[k] for k in deprecations.MIX_KEYS if k in raw}
+    if mix_raw:
+        out = deprecations.Translation()
+        deprecations.translate_mixture(mix_raw, out)
+        apply_translation(out, where_of(raw, next(iter(mix_raw))))
+
+    all_flat = sorted(set(owner) | set(SECTIONS) | set(deprecations.KEYS) | set(TOP_LEVEL))
+    for key, value in raw.items():
+        where = where_of(raw, key)
+        if not isinstance(key, str):
+            layer.problems.append(Problem(origin, f"key {key!r} is not a name", "use text keys", where))
+            continue
+        if key in mix_raw:
+            continue
+        if key in TOP_LEVEL:
+            layer.top[key] = value
+        elif key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                layer.problems.append(
+                    Problem(key, f"expected a mapping of {key} settings, got {type(value).__name__}",
+                            f"write `{key}:` followed by indented `field: value` lines", where)
+                )
+                continue
+            for sub, subval in value.items():
+                put(key, str(sub), subval, where_of(value, sub))
+        elif "." in key and key.split(".", 1)[0] in SECTIONS:
+            section, sub = key.split(".", 1)
+            put(section, sub, value, where)
+        elif key in deprecations.KEYS:
+            translate_one(key, value, where)
+        elif key in owner:
+            if len(owner[key]) > 1:
+                layer.problems.append(
+                    Problem(key, f"is a field of several sections ({', '.join(owner[key])})",
+                            f"qualify it, e.g. {owner[key][0]}.{key}", where)
+                )
+            else:
+                put(owner[key][0], key, value, where)
+        elif key in deprecations.OWNED:
+            layer.problems.append(Problem(key, "is not set here", deprecations.OWNED[key], where))
+        elif key in ("task", "recipe", "profile"):
+            layer.problems.append(
+                Problem(key, "is chosen on the command line", f"use --{key} instead of a config key", where)
+            )
+        elif _other_task_has(task, key):
+            layer.problems.append(Problem(key, f"is a {_other(task).upper()} setting, not a {task.upper()} one",
+                                          "remove it from this run", where))
+        else:
+            hint = did_you_mean(key, all_flat)
+            layer.problems.append(
+                Problem(key, "unknown key", hint or f"see `alignkit config fields --task {task}`", where)
+            )
+    return layer
+
+
+def _other(task: str) -> str:
+    return "dpo" if task == "sft" else "sft"
+
+
+def _other_task_has(task: str, key: str) -> bool:
+    return key in section_fields(_other(task))["train"]
+
+
+def parse_overrides(args: list[str]) -> tuple[dict[str, Any], list[str], list[Problem]]:
+    """Split the extra command-line arguments into overrides and positional config paths.
+
+    ``--key=value`` and ``--key value``; values are parsed with ``yaml.safe_load`` (so ``3e-5`` is a
+    number, ``[a, b]`` a list, ``true`` a bool) and then validated against the field's real type.
+    Dashes in keys become underscores (``--num-train-epochs`` = ``--num_train_epochs``).
+    """
+    overrides: dict[str, Any] = {}
+    positional: list[str] = []
+    problems: list[Problem] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            if arg.startswith("-") and len(arg) > 1:
+                problems.append(Problem(arg, "unknown option", "overrides are written --key=value"))
+            else:
+                positional.append(arg)
+            i += 1
+            continue
+        body = arg[2:]
+        if "=" in body:
+            key, text = body.split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            key, text = body, args[i + 1]
+            i += 1
+        else:
+            problems.append(
+                Problem(arg, "override has no value", f"write {arg}=VALUE (e.g. {arg}=true for a flag)")
+            )
+            i += 1
+            continue
+        i += 1
+        key = key.replace("-", "_")
+        if not key or key.startswith(".") or key.endswith(".") or ".." in key:
+            problems.append(Problem(arg, "is not a valid key", "write --key=value or --section.key=value"))
+            continue
+        overrides[key] = _parse_value(text)
+    return overrides, positional, problems
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def merge(layers: list[Layer]) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """Stack layers: later ones win field by field. Returns (nested dict, provenance)."""
+    merged: dict[str, Any] = {}
+    provenance: dict[tuple[str, str], str] = {}
+    for layer in layers:
+        for key, value in layer.top.items():
+            merged[key] = value
+        for section, values in layer.values.items():
+            target = merged.setdefault(section, {})
+            for key, value in values.items():
+                target[key] = value
+                provenance[(section, key)] = layer.where.get((section, key), layer.name)
+    return merged, provenance
+
+
+def raise_problems(problems: list[Problem]) -> None:
+    if problems:
+        raise ConfigError(problems)

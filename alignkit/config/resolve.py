@@ -1,0 +1,227 @@
+"""From command line to one validated run config, reporting every problem at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from alignkit.config import recipes
+from alignkit.config.layers import Layer, build_layer, merge, parse_overrides
+from alignkit.config.run import SECTIONS, cross_field_problems, run_model, section_model
+from alignkit.config.yamlio import parse_yaml, read_yaml
+from alignkit.errors import ConfigError, Problem, did_you_mean
+from alignkit.launch.profiles import ProfileStack, load_stack
+
+DEMO_PREFIX = "demo:"
+
+
+@dataclass
+class Resolved:
+    task: str
+    recipe: str | None
+    recipe_file: str | None
+    profile: ProfileStack
+    config: Any  # the RunConfig pydantic object for this task
+    provenance: dict[tuple[str, str], str]
+    layers: list[Layer]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config with TRL's field names. `train` holds what some layer set; TRL's
+        defaults apply to the rest."""
+        cfg = self.config
+        out: dict[str, Any] = {"task": cfg.task, "recipe": cfg.recipe, "profile": cfg.profile}
+        if cfg.description:
+            out["description"] = cfg.description
+        for s in SECTIONS:
+            sub = getattr(cfg, s)
+            out[s] = sub.model_dump(mode="json", exclude_unset=(s == "train"))
+        if not cfg.lora.enabled:
+            out["lora"] = {"enabled": False}
+        return out
+
+    def source_of(self, section: str, key: str) -> str:
+        return self.provenance.get((section, key), "default")
+
+
+def _defaults_layer(task: str) -> Layer:
+    text = resources.files("alignkit.config").joinpath("defaults", f"{task}.yaml").read_text()
+    return build_layer(parse_yaml(text, f"defaults/{task}.yaml"), "default", task, f"defaults/{task}.yaml")
+
+
+def resolve_config(
+    task: str,
+    *,
+    recipe: str | None = None,
+    profile: str | None = None,
+    config_files: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Resolved:
+    """Stack defaults < recipe < profile(s) < config files < overrides and validate the result.
+
+    ``overrides`` is either the raw extra argv (``["--lr=1", "my.yaml"]``: bare paths count as config
+    files, the handbook's positional form) or an already parsed ``{key: value}`` mapping.
+    Raises ConfigError listing every problem found.
+    """
+    problems: list[Problem] = []
+    if task not in recipes.TASKS:
+        raise ConfigError(Problem("task", f"unknown task '{task}'", f"use one of {', '.join(recipes.TASKS)}"))
+    config_files = list(config_files)
+    if isinstance(overrides, dict):
+        override_map = dict(overrides)
+    else:
+        override_map, positional, parse_problems = parse_overrides(list(overrides or []))
+        problems += parse_problems
+        for p in positional:
+            if p.endswith((".yaml", ".yml")) or Path(p).is_file():
+                config_files.append(p)
+            else:
+                problems.append(Problem(p, "unexpected argument",
+                                        "pass a config file (.yaml) or an override --key=value"))
+    if not recipe and not config_files:
+        problems.append(Problem("--recipe", "no recipe and no config file",
+                                "pass --recipe NAME (see `alignkit recipes list`) or --config FILE"))
+
+    stack: ProfileStack | None = None
+    try:
+        stack = load_stack(profile or "full")
+    except ConfigError as exc:
+        problems += exc.problems
+
+    layers: list[Layer] = [_defaults_layer(task)]
+    recipe_label = None
+    if recipe and stack is not None:
+        try:
+            rf = recipes.find(recipe, task, stack.adaptation)
+            recipe_label = rf.label
+            layers.append(build_layer(parse_yaml(rf.text, f"recipe {rf.label}"), f"recipe {rf.label}", task,
+                                      f"recipe {rf.label}"))
+        except ConfigError as exc:
+            problems += exc.problems
+    if stack is not None:
+        for name, cfg in stack.config_layers:
+            layers.append(build_layer(cfg, f"profile {name}", task, f"profile {name}"))
+    for path in config_files:
+        try:
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        layers.append(build_layer(raw, f"config {path}", task, path))
+    if override_map:
+        ov = build_layer(override_map, "override", task, "command line")
+        for key in list(ov.where):
+            ov.where[key] = f"override --{_override_key(override_map, key)}"
+        layers.append(ov)
+    for layer in layers:
+        problems += layer.problems
+
+    merged, provenance = merge(layers)
+    _expand_demo_paths(merged)
+    doc: dict[str, Any] = {
+        "task": task,
+        "recipe": recipe,
+        "profile": stack.name if stack else (profile or "full"),
+        **merged,
+    }
+    doc.setdefault("model", {})
+    doc.setdefault("train", {})
+    config = None
+    try:  # validated even when layers had problems, so type errors are reported with unknown keys
+        config = run_model(task).model_validate(doc)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc, task, provenance)
+    if config is not None and not problems:
+        problems += [
+            Problem(p.where, p.message, p.fix, provenance.get(tuple(p.where.split(".", 1)), None))  # type: ignore[arg-type]
+            for p in cross_field_problems(config)
+        ]
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    assert stack is not None and config is not None
+    notes = [n for layer in layers for n in layer.notes]
+    warnings = [w for layer in layers for w in layer.warnings]
+    return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings)
+
+
+def _override_key(override_map: dict[str, Any], section_key: tuple[str, str]) -> str:
+    section, key = section_key
+    for k in override_map:
+        if k == f"{section}.{key}" or k == key:
+            return k
+    return f"{section}.{key}"
+
+
+def _expand_demo_paths(merged: dict[str, Any]) -> None:
+    """`demo:` paths point into the embedded demo's cache (built by `alignkit demo` or on first use)."""
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(DEMO_PREFIX):
+            from alignkit.demo.assets import demo_path
+
+            return demo_path(value[len(DEMO_PREFIX):])
+        return value
+
+    model = merged.get("model") or {}
+    for key in ("model_name_or_path", "tokenizer_name_or_path"):
+        if key in model:
+            model[key] = expand(model[key])
+    for src in (merged.get("data") or {}).get("mixture") or []:
+        if isinstance(src, dict):
+            for key in ("path", "id"):
+                if key in src:
+                    src[key] = expand(src[key])
+
+
+def _pydantic_problems(exc: ValidationError, task: str, provenance) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        if not loc:
+            out.append(Problem("config", err["msg"]))
+            continue
+        section = loc[0]
+        key = loc[1] if len(loc) > 1 else None
+        where = ".".join(loc)
+        source = provenance.get((section, key)) if key else None
+        msg = err["msg"].removeprefix("Value error, ")
+        fix = None
+        if err["type"] == "missing":
+            if section == "model" and key == "model_name_or_path":
+                fix = "set model.model_name_or_path (e.g. --model_name_or_path=mistralai/Mistral-7B-v0.1)"
+            else:
+                fix = f"set {where}"
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            fields: list[str] = []
+            if section == "data" and len(loc) >= 4 and loc[1] == "mixture":
+                from alignkit.config.data import DataSource
+
+                fields = list(DataSource.model_fields)
+            elif section in SECTIONS:
+                fields = list(section_model(task, section).model_fields)
+            msg = "unknown key"
+            fix = did_you_mean(loc[-1], fields) or (f"allowed: {', '.join(fields)}" if fields else None)
+        else:
+            value = err.get("input")
+            if not isinstance(value, (dict, list)) or len(repr(value)) < 60:
+                msg = f"{msg} (got {value!r})"
+            if section == "data" and len(loc) > 2 and loc[1] == "mixture":
+                fix = "see docs/data.md for the source fields"
+        out.append(Problem(where, msg, fix, source))
+    return out
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        key = (p.where, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

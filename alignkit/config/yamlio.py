@@ -1,0 +1,100 @@
+"""YAML reading with line numbers and duplicate-key detection, on top of PyYAML's SafeLoader.
+
+Only the safe loader is ever used: no Python object tags. What this adds is bookkeeping: every mapping
+remembers the line of each key (for "file:line" in error messages), and a key given twice in one
+mapping is an error instead of the last one silently winning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alignkit.errors import ConfigError, Problem
+
+
+class LineDict(dict):
+    """A dict that knows the 1-based line of each of its keys."""
+
+    lines: dict[str, int]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lines = {}
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"key '{key}' appears twice (lines {first} and {line})")
+        self.key, self.line, self.first = key, line, first
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode):
+    data = LineDict()
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in data.lines:
+            raise _DuplicateKey(key, line, data.lines[key])
+        data.lines[key] = line
+        data[key] = loader.construct_object(value_node, deep=True)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def parse_yaml(text: str, origin: str) -> Any:
+    """Parse YAML text; errors become a ConfigError naming ``origin:line`` and the fix."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            Problem(
+                where=f"{origin}:{exc.line}",
+                message=str(exc),
+                fix=f"keep one '{exc.key}' (the first is on line {exc.first})",
+            )
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        fix = "fix the YAML syntax"
+        if mark is not None and "\t" in (text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""):
+            fix = "indent with spaces: YAML does not allow tabs"
+        raise ConfigError(Problem(where=f"{origin}{line}", message=f"YAML error: {problem}", fix=fix)) from None
+
+
+def read_yaml(path: str | os.PathLike, origin: str | None = None) -> Any:
+    path = Path(path)
+    origin = origin or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(Problem(where=str(path), message="file not found", fix="check the path")) from None
+    except IsADirectoryError:
+        raise ConfigError(Problem(where=str(path), message="is a directory, not a YAML file")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(Problem(where=str(path), message=f"cannot read: {exc}")) from None
+    return parse_yaml(text, origin)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(_plain(data), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data

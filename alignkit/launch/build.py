@@ -1,0 +1,240 @@
+"""Build the launch plan: cluster shape, batch arithmetic, accelerate/DeepSpeed configs, the command.
+
+Nothing here starts a process, touches the network or loads a model: a dry run of a 7B recipe works on
+an offline laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from alignkit.config.resolve import Resolved, resolve_config
+from alignkit.errors import ConfigError, Problem
+from alignkit.launch.plan import BatchMath, LaunchPlan
+
+RUN_SUBDIR = "alignkit"
+
+
+def detect_gpus() -> int:
+    """CUDA GPUs visible to this process, without importing torch (nvidia-smi + CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+        if not ids:
+            return 0
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    return min(count, len(ids)) if visible is not None else count
+
+
+def accelerate_executable() -> list[str]:
+    """`accelerate` next to this interpreter (a venv need not be activated), else on PATH."""
+    local = Path(sys.executable).parent / "accelerate"
+    if local.exists():
+        return [str(local)]
+    found = shutil.which("accelerate")
+    return [found] if found else [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
+
+
+def run_dir(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / RUN_SUBDIR
+
+
+def _processes_per_node(resolved: Resolved, num_gpus: int | None, dry_run: bool) -> tuple[int, str | None]:
+    launch = resolved.config.launch
+    if num_gpus is not None:
+        return num_gpus, None
+    if launch.num_gpus is not None:
+        return launch.num_gpus, None
+    if resolved.profile.cpu:
+        return 1, None
+    visible = detect_gpus()
+    if visible:
+        return visible, None
+    if dry_run:
+        ref = launch.reference_num_gpus or 1
+        return ref, f"no GPU visible: planned for the recipe's reference count, {ref} per node (--num-gpus N to change)"
+    raise ConfigError(
+        Problem("--num-gpus", f"profile {resolved.profile.name} needs GPUs and none is visible",
+                f"run on a GPU machine, add the cpu modifier (--profile {resolved.profile.name},cpu), "
+                "or add --dry-run to only see the plan")
+    )
+
+
+def batch_math(resolved: Resolved, world_size: int) -> BatchMath:
+    """Keep the global batch the recipe was tuned for by recomputing gradient accumulation."""
+    train = resolved.config.train
+    per_device = train.per_device_train_batch_size
+    accum = train.gradient_accumulation_steps
+    target = resolved.config.launch.global_batch_size
+    accum_source = resolved.source_of("train", "gradient_accumulation_steps")
+    user_set_accum = accum_source.startswith(("override", "config"))
+    if target is None or user_set_accum:
+        return BatchMath(per_device, accum, world_size, per_device * accum * world_size, target, False)
+    per_step = per_device * world_size
+    if target % per_step:
+        worlds = [w for w in range(1, target + 1) if target % (per_device * w) == 0]
+        micro = [b for b in range(1, target + 1) if target % (b * world_size) == 0]
+        fixes = [f"use a world size (--num-gpus x --num-nodes) in {worlds[:12]}"]
+        if micro:
+            fixes.append(f"--per_device_train_batch_size in {micro[:12]}")
+        fixes.append(f"--launch.global_batch_size=null to keep gradient_accumulation_steps={accum} "
+                     f"(global batch {per_step * accum})")
+        raise ConfigError(
+            Problem("launch.global_batch_size",
+                    f"{target} cannot be split into {world_size} processes x {per_device} per device",
+                    ", or ".join(fixes), resolved.source_of("launch", "global_batch_size"))
+        )
+    new_accum = target // per_step
+    return BatchMath(per_device, new_accum, world_size, target, target, new_accum != accum)
+
+
+def _accelerate_config(resolved: Resolved, world_size: int, num_nodes: int, ds_path: str | None) -> dict:
+    stack = resolved.profile
+    acc: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        "distributed_type": "NO",
+        "downcast_bf16": "no",
+        "machine_rank": 0,
+        "main_training_function": "main",
+        "mixed_precision": "no",
+        "num_machines": num_nodes,
+        "num_processes": world_size,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "tpu_env": [],
+        "tpu_use_cluster": False,
+        "tpu_use_sudo": False,
+        "use_cpu": False,
+    }
+    from alignkit.launch.profiles import deep_merge
+
+    acc = deep_merge(acc, stack.accelerate)
+    if stack.uses_deepspeed:
+        ds = dict(acc.get("deepspeed_config") or {})
+        ds["deepspeed_config_file"] = ds_path
+        ds.setdefault("zero3_init_flag", True)
+        ds["deepspeed_multinode_launcher"] = "standard"
+        acc["deepspeed_config"] = ds
+        # with a DeepSpeed config file, precision lives in that file ("auto" follows train.bf16)
+        acc.pop("mixed_precision", None)
+    elif stack.cpu:
+        # several CPU processes need the MULTI_GPU type (gloo); `--cpu` would silently run one
+        acc["distributed_type"] = "MULTI_GPU" if world_size > 1 else "NO"
+        acc["use_cpu"] = world_size == 1
+    if not stack.cpu:
+        acc["gpu_ids"] = "all"
+    if resolved.config.launch.main_process_port:
+        acc["main_process_port"] = resolved.config.launch.main_process_port
+    return acc
+
+
+def plan_from_resolved(
+    resolved: Resolved, *, num_gpus: int | None = None, num_nodes: int | None = None, dry_run: bool = False
+) -> LaunchPlan:
+    per_node, note = _processes_per_node(resolved, num_gpus, dry_run)
+    nodes = num_nodes if num_nodes is not None else resolved.config.launch.num_nodes
+    if per_node < 1 or nodes < 1:
+        raise ConfigError(Problem("--num-gpus", "must be at least 1", "pass --num-gpus N with N >= 1"))
+    world = per_node * nodes
+    batch = batch_math(resolved, world)
+
+    config = resolved.to_dict()
+    out_dir = Path(config["train"].get("output_dir") or "trainer_output").expanduser().absolute()
+    config["train"]["output_dir"] = str(out_dir)
+    config["train"]["gradient_accumulation_steps"] = batch.gradient_accumulation_steps
+    config["launch"].update(num_gpus=per_node, num_nodes=nodes)
+    rdir = run_dir(out_dir)
+    ds_path = str(rdir / "deepspeed.json") if resolved.profile.uses_deepspeed else None
+    acc = _accelerate_config(resolved, world, nodes, ds_path)
+    deepspeed = resolved.profile.deepspeed if resolved.profile.uses_deepspeed else None
+
+    command = [
+        *accelerate_executable(), "launch",
+        "--config_file", str(rdir / "accelerate.yaml"),
+        "--num_processes", str(world),
+        "--num_machines", str(nodes),
+        "--machine_rank", "0",
+    ]
+    if resolved.config.launch.main_process_port:
+        command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
+    command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+
+    notes = []
+    if note:
+        notes.append(note)
+    if batch.adjusted:
+        notes.append(
+            f"gradient_accumulation_steps set to {batch.gradient_accumulation_steps} to keep the global batch "
+            f"of {batch.global_batch_size} on {world} process{'es' if world > 1 else ''}"
+        )
+    notes += _speed_notes(resolved)
+    if resolved.config.model.trust_remote_code:
+        notes.append("trust_remote_code is ON: the model repository's Python code will run")
+    env = {"ACCELERATE_LOG_LEVEL": "info"}
+    if resolved.profile.cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return LaunchPlan(
+        task=resolved.task,
+        profile=resolved.profile.name,
+        num_nodes=nodes,
+        gpus_per_node=per_node,
+        num_gpus_note=note,
+        world_size=world,
+        batch=batch,
+        accelerate_config=acc,
+        deepspeed_config=deepspeed,
+        config=config,
+        output_dir=str(out_dir),
+        command=command,
+        env=env,
+        notes=notes,
+        translations=list(resolved.notes),
+        warnings=list(resolved.warnings),
+        overridden={
+            f"{section}.{key}": src
+            for (section, key), src in resolved.provenance.items()
+            if src.startswith(("override", "config"))
+        },
+    )
+
+
+def _speed_notes(resolved: Resolved) -> list[str]:
+    cfg = resolved.config
+    notes = []
+    if cfg.model.attn_implementation is None:
+        notes.append("attention: flash_attention_2 when flash-attn is installed on CUDA, else sdpa")
+    if cfg.model.load_in_4bit:
+        notes.append("4-bit NF4 base (bitsandbytes), LoRA adapters train in "
+                     f"{cfg.model.bnb_4bit_compute_dtype or cfg.model.dtype}")
+    if getattr(cfg.train, "gradient_checkpointing", False):
+        notes.append("activation checkpointing on (trades ~20% speed for memory)")
+    return notes
+
+
+def plan_run(
+    task: str,
+    *,
+    recipe: str | None = None,
+    profile: str | None = None,
+    config_files: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | dict[str, Any] | None = None,
+    num_gpus: int | None = None,
+    num_nodes: int | None = None,
+    dry_run: bool = False,
+) -> LaunchPlan:
+    """Validate a run exactly as `alignkit sft/dpo` do and plan its launch (raises ConfigError)."""
+    resolved = resolve_config(task, recipe=recipe, profile=profile, config_files=config_files, overrides=overrides)
+    return plan_from_resolved(resolved, num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run)
