@@ -1,0 +1,186 @@
+"""The demo runner's pieces, and its orchestration against a stand-in for the `alignkit sft/dpo` CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from alignkit.demo import run as R
+from alignkit.errors import RuntimeFailure
+
+
+def _state(d: Path, history: list[dict], sub: str | None = None) -> None:
+    target = d / sub if sub else d
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "trainer_state.json").write_text(json.dumps({"global_step": 10, "log_history": history}))
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    return Console(file=buf, width=120, force_terminal=False, color_system=None), buf
+
+
+def test_log_history_prefers_top_level_then_latest_checkpoint(tmp_path):
+    d = tmp_path / "run"
+    assert R.load_log_history(d) == []
+    _state(d, [{"step": 5, "loss": 9.0}], sub="checkpoint-5")
+    _state(d, [{"step": 20, "loss": 1.0}], sub="checkpoint-20")
+    _state(d, [{"step": 10, "loss": 2.0}], sub="checkpoint-10")
+    assert R.load_log_history(d) == [{"step": 20, "loss": 1.0}]
+    _state(d, [{"step": 30, "loss": 0.5}])
+    assert R.find_trainer_state(d) == d / "trainer_state.json"
+    (d / "trainer_state.json").write_text("{not json")
+    assert R.load_log_history(d) == []
+
+
+def test_plot_from_handmade_trainer_state(tmp_path):
+    sft, dpo, empty = tmp_path / "sft", tmp_path / "dpo", tmp_path / "none"
+    _state(sft, [{"step": s, "loss": 5.0 / s} for s in range(1, 11)] + [{"step": 10, "eval_loss": 1.2},
+                                                                        {"train_runtime": 3.0}])  # fmt: skip
+    _state(dpo, [{"step": s, "loss": 0.69 - 0.05 * s, "rewards/accuracies": min(1.0, 0.5 + 0.1 * s)}
+                 for s in range(1, 9)])  # fmt: skip
+    out = R.plot_loss_curves({"sft": sft, "dpo": dpo}, tmp_path / "plots" / "loss.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(out)
+    assert img.shape[1] > img.shape[0] > 300  # two side-by-side subplots
+    # a stage without a log still gives a picture (with a note), not a crash
+    assert R.plot_loss_curves({"sft": sft, "dpo": empty}, tmp_path / "p2.png").is_file()
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["loss.png"]  # no temp files left
+
+
+def test_write_summary_is_atomic_json(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    R.write_summary({"b": 1.5, "a": [1, 2]}, path)
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1.5}
+
+    def fail(*a, **k):
+        raise OSError("no space")
+
+    monkeypatch.setattr(R.os, "replace", fail)
+    with pytest.raises(OSError):
+        R.write_summary({"b": 2}, path)
+    assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1.5}  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_metrics_table_renders_numbers():
+    summary = {
+        "sft_eval_loss_before": 6.2807,
+        "sft_eval_loss_after": 1.3686,
+        "pref_accuracy_before_dpo": 0.453125,
+        "pref_accuracy_after_dpo": 1.0,
+        "logp_margin_before_dpo": 0.04,
+        "logp_margin_after_dpo": 25.06,
+        "reward_accuracy_after_dpo": 0.984375,
+        "sft_seconds": 12.34,
+        "dpo_seconds": 9.87,
+    }
+    console, buf = _console()
+    console.print(R.metrics_table(summary))
+    text = buf.getvalue()
+    for want in ("6.281", "1.369", "45.3 %", "100.0 %", "98.4 %", "SFT 12.3 / DPO 9.9", "25.060"):
+        assert want in text, want
+    console, buf = _console()
+    console.print(R.metrics_table({}))  # missing values show as '-'
+    assert "preference accuracy" in buf.getvalue()
+
+
+def test_run_stage_logs_and_fails_loudly(tmp_path):
+    console, _ = _console()
+    ok = [sys.executable, "-c", "import sys\nfor i in range(3): print('step', i, end='\\r', flush=True)\nprint('done')"]
+    secs = R.run_stage("sft", ok, tmp_path / "ok.log", console=console)
+    assert secs > 0
+    log = (tmp_path / "ok.log").read_text()
+    assert log.startswith("$ ") and "step 2" in log and "done" in log
+
+    bad = [sys.executable, "-c", "import sys\nprint('loading')\nprint('ConfigError: bad key', file=sys.stderr)\nsys.exit(2)"]
+    with pytest.raises(RuntimeFailure) as e:
+        R.run_stage("dpo", bad, tmp_path / "bad.log", console=console)
+    msg = str(e.value)
+    assert "exit code 2" in msg and "ConfigError: bad key" in msg and str(tmp_path / "bad.log") in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestration with a stand-in CLI (the real `alignkit sft/dpo` is exercised by the e2e tests)
+
+FAKE_CLI = r'''#!{python}
+"""Stands in for `python -m alignkit sft|dpo`: checks the contract, copies a model, writes a log."""
+import json, os, shutil, sys
+args = sys.argv[1:]
+assert args[:2] == ["-m", "alignkit"], args
+stage = args[2]
+opts = dict(zip(args[3::2], args[4::2]))
+assert opts["--recipe"] == "tiny" and opts["--profile"] == "cpu", opts
+with open(os.environ["FAKE_CALLS"], "a") as f:
+    f.write(json.dumps(args) + "\n")
+if os.environ.get("FAKE_FAIL") == stage:
+    print("Traceback: something broke in " + stage, file=sys.stderr)
+    sys.exit(1)
+src = os.environ["FAKE_MODEL"] if stage == "sft" else opts["--model_name_or_path"]
+out = opts["--output_dir"]
+shutil.copytree(src, out, dirs_exist_ok=True)
+hist = [{{"step": s, "loss": 3.0 / s}} for s in range(1, 6)]
+json.dump({{"log_history": hist}}, open(os.path.join(out, "trainer_state.json"), "w"))
+print(stage, "finished")
+'''
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    p = tmp_path / "fake-python"
+    p.write_text(FAKE_CLI.format(python=sys.executable))
+    p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    return str(p)
+
+
+def test_run_demo_orchestrates_and_measures(tmp_path, fake_python, tiny_assets, tiny_env, load_jsonl):
+    from alignkit.eval.prefs import eval_loss, preference_metrics
+
+    env = dict(tiny_env, FAKE_CALLS=str(tmp_path / "calls.jsonl"), FAKE_MODEL=str(tiny_assets.model_dir))
+    console, buf = _console()
+    out = tmp_path / "demo"
+    summary = R.run_demo(out, python=fake_python, console=console, env=env, sft_args=["--max_steps", "3"])
+
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert [c[2] for c in calls] == ["sft", "dpo"]
+    assert calls[0][calls[0].index("--output_dir") + 1] == str(out / "sft")
+    assert calls[0][-2:] == ["--max_steps", "3"]
+    assert calls[1][calls[1].index("--model_name_or_path") + 1] == str(out / "sft")
+    assert calls[1][calls[1].index("--output_dir") + 1] == str(out / "dpo")
+
+    written = json.loads((out / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    for key in ("pref_accuracy_before_dpo", "pref_accuracy_after_dpo", "sft_eval_loss_before",
+                "sft_eval_loss_after", "sft_seconds", "dpo_seconds"):  # fmt: skip
+        assert isinstance(summary[key], float), key
+    # the stand-in trains nothing: the numbers must be those of the untrained model, measured for real
+    prefs = load_jsonl(tiny_assets.prefs_test)
+    want = preference_metrics(tiny_assets.model_dir, prefs)
+    assert summary["pref_accuracy_before_dpo"] == summary["pref_accuracy_after_dpo"] == want["accuracy_logp"]
+    assert summary["reward_accuracy_after_dpo"] == 0.5 and summary["reward_margin_after_dpo"] == 0.0
+    base_loss = eval_loss(tiny_assets.model_dir, load_jsonl(tiny_assets.sft_test))["loss"]
+    assert summary["sft_eval_loss_before"] == pytest.approx(base_loss) == summary["sft_eval_loss_after"]
+    assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "sft finished" in (out / "sft.log").read_text()
+    assert "preference accuracy" in buf.getvalue()
+
+
+def test_run_demo_reports_a_failed_stage(tmp_path, fake_python, tiny_assets, tiny_env):
+    env = dict(tiny_env, FAKE_CALLS=str(tmp_path / "calls.jsonl"), FAKE_MODEL=str(tiny_assets.model_dir),
+               FAKE_FAIL="dpo")  # fmt: skip
+    console, _ = _console()
+    with pytest.raises(RuntimeFailure) as e:
+        R.run_demo(tmp_path / "demo", python=fake_python, console=console, env=env)
+    assert "alignkit dpo (exit code 1)" in str(e.value) and "something broke in dpo" in str(e.value)
+    assert not (tmp_path / "demo" / "summary.json").exists()
+    assert os.path.isdir(tmp_path / "demo" / "sft")
