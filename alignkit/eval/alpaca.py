@@ -1,0 +1,485 @@
+"""AlpacaEval: pairwise judgments against reference outputs, scored with AlpacaEval's own rules.
+
+Pairs (``PairwiseAnnotator``): ``output_1`` is the reference (baseline) output, ``output_2`` the
+model's. Before judging, the two are swapped when
+``random.Random("is_switched_outputs" + instruction + str(seed)).choices([False, True])`` says so
+(AlpacaEval's ``RandomSwitchTwoColumnsProcessor``, seed 0 by default); a preference given on a
+swapped pair is mapped back as ``3 - x``. Identical outputs get 1.5 without a judge call.
+
+Judge prompt: AlpacaEval's annotator template (a ChatML-style text with ``{instruction}``,
+``{output_1}``, ``{output_2}``), loaded at run time and split into chat messages the way
+``prompt_to_chatml`` does. Parsers:
+
+* ``weighted`` (weighted_alpaca_eval_gpt4_turbo, the AlpacaEval 2.0 default): one token with
+  top-5 log-probabilities; preference = 2 - P("m") / (P("m") + P("M")).
+* ``clf`` (alpaca_eval_clf_gpt4_turbo): the same request, preference 1 if "m" is likelier, else 2.
+* ``ranking`` (alpaca_eval_gpt4): ``[{'model': 'model_1', 'rank': r}, ...]``; preference = rank of model_1.
+* ``token``: the answer text itself is "m" (1) or "M" (2) — for endpoints without log-probabilities.
+
+Unparsable judgments are kept as NaN and dropped from the metrics.
+
+Metrics (``metrics/helpers.py``): preferences with 0 read as 1.5, only values in [1, 2] count;
+``win_rate`` = mean(preference - 1) × 100 and ``standard_error`` its standard error of the mean
+(ddof 1) × 100; ``discrete_win_rate`` rounds each preference to 1 or 2 first (exact 1.5 = tie,
+worth half). The length-controlled win rate needs AlpacaEval's GLM (the ``alpaca_eval`` package,
+its per-instruction difficulty file from the Hub, all 805 instructions in order); without those
+inputs it is reported as unavailable with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import random
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from alignkit.errors import DataError, Problem, UsageError
+from alignkit.eval import sources
+from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
+
+AE_RAW = "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/src/alpaca_eval/evaluators_configs"
+DEFAULT_JUDGE_PROMPT = f"{AE_RAW}/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt"
+DEFAULT_JUDGE_MODEL = "gpt-4-1106-preview"
+DEFAULT_SEED = 0
+SWITCH_COLUMN = "is_switched_outputs"
+N_ALPACA_EVAL = 805
+
+PARSERS = ("weighted", "clf", "ranking", "token")
+#: request parameters of AlpacaEval's annotator configs, per parser
+JUDGE_REQUEST = {
+    "weighted": {"temperature": 1.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5},
+    "clf": {"temperature": 1.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5},
+    "ranking": {"temperature": 0.0, "max_tokens": 100},
+    "token": {"temperature": 0.0, "max_tokens": 1},
+}
+NUMERATOR, DENOMINATOR = "m", ("m", "M")
+# AlpacaEval's generation settings for Zephyr-7B-beta (models_configs/zephyr-7b-beta)
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_NEW_TOKENS = 2048
+
+_PLACEHOLDER = re.compile(r"\{(instruction|output_1|output_2)\}")
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def load_reference_outputs(spec: str, *, refresh: bool = False, option: str = "--reference") -> list[dict]:
+    rows = sources.load_records(spec, option=option, refresh=refresh)
+    for i, r in enumerate(rows, start=1):
+        if not isinstance(r.get("instruction"), str) or not isinstance(r.get("output"), str):
+            raise DataError(
+                Problem(
+                    where=f"{spec} row {i}",
+                    message="needs string fields 'instruction' and 'output'",
+                    fix="use AlpacaEval's model_outputs.json format: [{instruction, output, generator}, ...]",
+                )
+            )
+    if not rows:
+        raise DataError(Problem(where=option, message=f"{spec}: no reference outputs"))
+    return rows
+
+
+def load_judge_template(spec: str, *, refresh: bool = False, option: str = "--judge-prompt") -> str:
+    text = sources.load_text(spec, option=option, refresh=refresh)
+    missing = [p for p in ("{instruction}", "{output_1}", "{output_2}") if p not in text]
+    if missing:
+        raise DataError(
+            Problem(
+                where=f"{option} {spec}",
+                message=f"the template lacks {', '.join(missing)}",
+                fix="use an AlpacaEval annotator prompt (e.g. alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt)",
+            )
+        )
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# the rules
+
+
+def is_switched(instruction: str, seed: int = DEFAULT_SEED) -> bool:
+    """AlpacaEval's seeded coin: swap output_1 and output_2 for this instruction?"""
+    return bool(random.Random(SWITCH_COLUMN + instruction + str(seed)).choices([False, True], k=1)[0])
+
+
+def fill_template(template: str, *, instruction: str, output_1: str, output_2: str) -> str:
+    values = {"instruction": instruction, "output_1": output_1, "output_2": output_2}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def prompt_to_messages(prompt: str) -> list[dict[str, str]]:
+    """AlpacaEval's ``prompt_to_chatml``; a template without ``<|im_start|>`` is one user message."""
+    start, end = "<|im_start|>", "<|im_end|>"
+    text = prompt.strip()
+    if not text.startswith(start):
+        return [{"role": "user", "content": text}]
+    messages: list[dict[str, str]] = []
+    for part in text.split(start)[1:]:
+        head, _, rest = part.partition("\n")
+        role = head.strip()
+        content = rest.split(end, 1)[0].strip()
+        msg: dict[str, str] = {}
+        if role.startswith("system") and role != "system":
+            extra = role.split("system", 1)[-1]
+            msg.update({k: v for k, v in (s.split("=", 1) for s in extra.split(" ") if "=" in s)})
+            role = "system"
+        msg["role"] = role
+        msg["content"] = content
+        messages.append(msg)
+    return messages
+
+
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    if m == -math.inf:
+        return -math.inf
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def parse_preference(resp: ChatResponse, parser: str) -> float:
+    """The preference in the order the judge saw (1: output_1 better, 2: output_2 better), NaN if none."""
+    if parser in ("weighted", "clf"):
+        if not resp.logprobs:
+            return math.nan
+        top = resp.logprobs[0].get("top_logprobs") or []
+        lp = {t.get("token"): float(t.get("logprob")) for t in top if t.get("token") in DENOMINATOR}
+        if not lp:
+            return math.nan
+        missing = -math.inf
+        num = lp.get(NUMERATOR, missing)
+        if parser == "clf":
+            others = [lp.get(t, missing) for t in DENOMINATOR if t != NUMERATOR]
+            return 1.0 if all(num > o for o in others) else 2.0
+        p = math.exp(num - _logsumexp([lp.get(t, missing) for t in DENOMINATOR]))
+        return 2.0 - p
+    if parser == "ranking":
+        try:
+            ranking = ast.literal_eval(resp.content.strip())
+            rank = [c for c in ranking if c["model"] == "model_1"][0]["rank"]
+        except (ValueError, SyntaxError, TypeError, KeyError, IndexError, MemoryError, RecursionError):
+            return math.nan
+        return float(rank) if rank in (1, 2) else math.nan
+    if parser == "token":
+        return {"m": 1.0, "M": 2.0}.get(resp.content.strip(), math.nan)
+    raise UsageError(Problem(where="--judge-parser", message=f"unknown parser {parser!r}", fix="one of " + ", ".join(PARSERS)))
+
+
+def _preferences(values: list[Any]) -> list[float]:
+    out = []
+    for v in values:
+        if v is None or isinstance(v, bool):
+            out.append(math.nan)
+            continue
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = math.nan
+        out.append(1.5 if x == 0 else x)  # backward compatibility: 0 meant a draw
+    return out
+
+
+def _describe(preds: list[float], n_draws: int) -> dict[str, Any]:
+    valid = [p - 1 for p in preds if not math.isnan(p) and 1 <= p <= 2]
+    n = len(valid)
+    mean = sum(valid) / n if n else math.nan
+    sem = statistics.stdev(valid) / math.sqrt(n) if n > 1 else math.nan
+    return {
+        "win_rate": finite_or_none(mean * 100),
+        "standard_error": finite_or_none(sem * 100),
+        "n_wins": sum(1 for p in valid if p > 0.5),
+        "n_wins_base": sum(1 for p in valid if p < 0.5),
+        "n_draws": n_draws,
+        "n_total": n,
+    }
+
+
+def score_preferences(values: list[Any]) -> dict[str, Any]:
+    """AlpacaEval's ``get_winrate``: the absolute-scoring win rate plus the discrete win rate."""
+    preds = _preferences(values)
+    out = _describe(preds, n_draws=sum(1 for p in preds if p == 1.5))
+    # ZeroOneScoringRule: 1.5 -> 0, round half to even, 0 -> 1.5 (a draw, worth half)
+    discrete = []
+    for p in preds:
+        if math.isnan(p):
+            discrete.append(math.nan)
+            continue
+        r = float(round(0.0 if p == 1.5 else p))
+        discrete.append(1.5 if r == 0 else r)
+    out["discrete_win_rate"] = _describe(discrete, n_draws=0)["win_rate"]
+    out["n_dropped"] = sum(1 for p in preds if math.isnan(p) or not 1 <= p <= 2)
+    return out
+
+
+def length_controlled_win_rate(annotations: list[dict], *, n_instructions: int) -> tuple[float | None, str | None]:
+    """AlpacaEval's GLM length-controlled win rate, or (None, why it is not available)."""
+    if n_instructions != N_ALPACA_EVAL:
+        return None, (
+            f"needs all {N_ALPACA_EVAL} AlpacaEval instructions in their original order (the GLM uses each "
+            f"instruction's difficulty); this run has {n_instructions}"
+        )
+    try:
+        from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
+    except ImportError:
+        return None, (
+            "needs the alpaca_eval package (pip install alpaca-eval), which fits AlpacaEval's GLM with the "
+            "per-instruction difficulty it downloads from the Hugging Face Hub"
+        )
+    import pandas as pd
+
+    rows = [a for a in annotations if a.get("preference") is not None and not math.isnan(float(a["preference"]))]
+    df = pd.DataFrame(
+        {
+            "instruction": [a["instruction"] for a in rows],
+            "output_1": [a["output_1"] for a in rows],
+            "output_2": [a["output_2"] for a in rows],
+            "generator_1": [a["generator_1"] for a in rows],
+            "generator_2": [a["generator_2"] for a in rows],
+            "annotator": [a["annotator"] for a in rows],
+            "preference": [float(a["preference"]) for a in rows],
+        },
+        index=[a["index"] for a in rows],
+    )
+    try:
+        metrics = get_length_controlled_winrate(df, save_weights_dir=None, is_add_glm_preference_inplace=False)
+    except Exception as e:  # noqa: BLE001 - any failure of the optional GLM is reported, not fatal
+        return None, f"AlpacaEval's GLM failed: {type(e).__name__}: {str(e)[:200]}"
+    return finite_or_none(metrics.get("length_controlled_winrate")), None
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def answer_key(rec: dict) -> tuple:
+    return (rec["index"], rec["generator"])
+
+
+def annotation_key(rec: dict) -> tuple:
+    return (rec["index"], rec["annotator"], rec["pair_digest"])
+
+
+def generate_outputs(
+    references: list[dict],
+    generator,
+    log: JsonlLog,
+    *,
+    model_id: str,
+    temperature: float,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[int, dict]:
+    todo = [i for i in range(len(references)) if (i, model_id) not in log]
+    for batch in chunks(todo, batch_size):
+        convs = [[{"role": "user", "content": references[i]["instruction"]}] for i in batch]
+        outs = generator.generate(convs, temperature=temperature, max_new_tokens=max_new_tokens)
+        for i, text in zip(batch, outs):
+            log.append(
+                {
+                    "index": i,
+                    "instruction": references[i]["instruction"],
+                    "output": text,
+                    "generator": model_id,
+                    "dataset": references[i].get("dataset"),
+                    "tstamp": time.time(),
+                }
+            )
+        if on_progress is not None:
+            on_progress(len(batch))
+    return {i: rec for (i, gen), rec in log.records.items() if gen == model_id}
+
+
+def annotate(
+    pairs: list[dict],
+    client: ChatClient,
+    log: JsonlLog,
+    *,
+    template: str,
+    parser: str,
+    seed: int = DEFAULT_SEED,
+    on_progress: Callable[[], None] | None = None,
+) -> list[dict]:
+    """Judge every pair (``index, instruction, output_1, output_2, generator_1, generator_2``)."""
+    annotator = f"{client.model}:{parser}"
+    records: dict[int, dict] = {}
+    jobs = []
+    for pair in pairs:
+        digest = _digest(pair["instruction"], pair["output_1"], pair["output_2"], str(seed))
+        key = (pair["index"], annotator, digest)
+        if key in log:
+            records[pair["index"]] = log.get(key)
+            continue
+        switched = is_switched(pair["instruction"], seed)
+        base = dict(pair, annotator=annotator, pair_digest=digest, seed=seed, **{SWITCH_COLUMN: switched})
+        if pair["output_1"] == pair["output_2"]:  # AlpacaEval: identical outputs are a draw, no judge call
+            rec = dict(base, preference=1.5, raw_completion=None, tstamp=time.time())
+            log.append(rec)
+            records[pair["index"]] = rec
+            continue
+        first, second = (pair["output_2"], pair["output_1"]) if switched else (pair["output_1"], pair["output_2"])
+        prompt = fill_template(template, instruction=pair["instruction"], output_1=first, output_2=second)
+        jobs.append((base, {"messages": prompt_to_messages(prompt), **JUDGE_REQUEST[parser]}))
+
+    def done(base: dict, resp: ChatResponse) -> None:
+        pref = parse_preference(resp, parser)
+        if base[SWITCH_COLUMN] and not math.isnan(pref):
+            pref = 3 - pref
+        rec = dict(
+            base,
+            preference=None if math.isnan(pref) else pref,
+            raw_completion=resp.content,
+            raw_logprobs=(resp.logprobs[0].get("top_logprobs") if resp.logprobs else None),
+            tstamp=time.time(),
+        )
+        log.append(rec)
+        records[base["index"]] = rec
+
+    client.run(jobs, done, on_progress=on_progress)
+    return [records[p["index"]] for p in pairs if p["index"] in records]
+
+
+def run_alpaca_eval(
+    *,
+    model: str,
+    model_id: str,
+    output: Path,
+    reference_spec: str,
+    generator_factory: Callable[[], Any] | None,
+    judge: ChatClient | None,
+    judge_prompt_spec: str = DEFAULT_JUDGE_PROMPT,
+    parser: str = "weighted",
+    seed: int = DEFAULT_SEED,
+    temperature: float = DEFAULT_TEMPERATURE,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: int = 8,
+    limit: int | None = None,
+    refresh_sources: bool = False,
+    progress=None,
+) -> dict[str, Any]:
+    if parser not in PARSERS:
+        raise UsageError(Problem(where="--judge-parser", message=f"unknown parser {parser!r}", fix="one of " + ", ".join(PARSERS)))
+    references = load_reference_outputs(reference_spec, refresh=refresh_sources)
+    n_all = len(references)
+    if limit is not None:
+        references = references[:limit]
+    template = load_judge_template(judge_prompt_spec, refresh=refresh_sources) if judge is not None else ""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    answers_log = JsonlLog(output / "answers.jsonl", answer_key)
+    todo = sum(1 for i in range(len(references)) if (i, model_id) not in answers_log)
+    if todo:
+        if generator_factory is None:
+            raise UsageError(Problem(where="--model", message=f"{todo} instructions have no output yet and no generator is set"))
+        task = progress.add_task("answering", total=todo) if progress else None
+        generator = generator_factory()
+        try:
+            generate_outputs(
+                references,
+                generator,
+                answers_log,
+                model_id=model_id,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                batch_size=batch_size,
+                on_progress=(lambda n: progress.advance(task, n)) if progress else None,
+            )
+        finally:
+            generator.close()
+    outputs = {i: rec for (i, gen), rec in answers_log.records.items() if gen == model_id}
+    model_outputs = [
+        {"instruction": references[i]["instruction"], "output": outputs[i]["output"], "generator": model_id,
+         **({"dataset": references[i]["dataset"]} if "dataset" in references[i] else {})}
+        for i in range(len(references))
+    ]  # fmt: skip
+    write_json_atomic(output / "model_outputs.json", model_outputs)  # AlpacaEval's own format, for its CLI
+
+    result: dict[str, Any] = {
+        "benchmark": "alpaca-eval",
+        "model": model_id,
+        "model_path": str(model),
+        "reference": reference_spec,
+        "n_instructions": len(references),
+        "generation": {"temperature": temperature, "max_new_tokens": max_new_tokens},
+        "model_outputs": str(output / "model_outputs.json"),
+    }
+    if judge is None:
+        result["judged"] = False
+        return result
+
+    ref_generator = str(references[0].get("generator", "reference"))
+    pairs = [
+        {"index": i, "instruction": references[i]["instruction"], "output_1": references[i]["output"],
+         "output_2": outputs[i]["output"], "generator_1": str(references[i].get("generator", ref_generator)),
+         "generator_2": model_id}
+        for i in range(len(references))
+    ]  # fmt: skip
+    log = JsonlLog(output / "annotations.jsonl", annotation_key)
+    task = progress.add_task("judging", total=len(pairs)) if progress else None
+    annotations = annotate(
+        pairs,
+        judge,
+        log,
+        template=template,
+        parser=parser,
+        seed=seed,
+        on_progress=(lambda: progress.advance(task)) if progress else None,
+    )
+    if progress:
+        progress.update(task, completed=len(pairs))
+    metrics = score_preferences([a.get("preference") for a in annotations])
+    lc, why = length_controlled_win_rate(annotations, n_instructions=n_all if limit is None else len(references))
+    lengths = [len(a["output_2"]) for a in annotations]
+    result.update(metrics)
+    result.update(
+        {
+            "judged": True,
+            "length_controlled_win_rate": lc,
+            "length_controlled_note": why,
+            "avg_length": finite_or_none(sum(lengths) / len(lengths)) if lengths else None,
+            "judge_model": judge.model,
+            "judge_endpoint": judge.endpoint,
+            "judge_parser": parser,
+            "judge_prompt": judge_prompt_spec,
+            "seed": seed,
+            "reference_generator": ref_generator,
+            "annotations": str(output / "annotations.jsonl"),
+        }
+    )
+    write_json_atomic(output / "results.json", result)
+    return result
+
+
+def results_markdown(result: dict[str, Any]) -> str:
+    def f(x, d=2):
+        return "–" if x is None else f"{x:.{d}f}"
+
+    lc = result.get("length_controlled_win_rate")
+    lines = [
+        f"# AlpacaEval: {result.get('model')} vs {result.get('reference_generator')} (judge: {result.get('judge_model')}, {result.get('judge_parser')})",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        f"| win rate | {f(result.get('win_rate'))} ± {f(result.get('standard_error'))} |",
+        f"| discrete win rate | {f(result.get('discrete_win_rate'))} |",
+        f"| length-controlled win rate | {f(lc) if lc is not None else 'unavailable'} |",
+        f"| wins / losses / draws | {result.get('n_wins')} / {result.get('n_wins_base')} / {result.get('n_draws')} |",
+        f"| judged / dropped | {result.get('n_total')} / {result.get('n_dropped')} |",
+        f"| avg length (chars) | {f(result.get('avg_length'), 0)} |",
+    ]
+    if lc is None and result.get("length_controlled_note"):
+        lines += ["", f"Length-controlled win rate unavailable: {result['length_controlled_note']}."]
+    return "\n".join(lines) + "\n"
