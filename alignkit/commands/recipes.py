@@ -1,0 +1,147 @@
+"""`alignkit recipes list|show|copy` and `alignkit config fields|schema`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from alignkit import ui
+from alignkit.config import recipes
+from alignkit.errors import ConfigError, Problem, UsageError
+
+
+def list_recipes(as_json: bool) -> None:
+    rows = []
+    for name in recipes.names():
+        fs = recipes.files(name)
+        for task in recipes.TASKS:
+            tf = [f for f in fs if f.task == task]
+            if tf:
+                rows.append({"name": name, "task": task, "variants": [f.variant for f in tf],
+                             "description": _description(tf[0])})
+    if as_json:
+        ui.print_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title="recipes", title_justify="left")
+    for col in ("recipe", "task", "variants", "description"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], r["task"], ", ".join(r["variants"]), r["description"])
+    ui.out_console().print(t)
+    ui.out_console().print("Run one: alignkit sft --recipe NAME --profile full|lora|qlora|cpu  "
+                           "(show it: alignkit recipes show NAME --task sft)")
+
+
+def _description(f: recipes.RecipeFile) -> str:
+    from alignkit.config.yamlio import parse_yaml
+
+    data = parse_yaml(f.text, f.label) or {}
+    return str(data.get("description") or f.comment.splitlines()[0] if f.comment else "")
+
+
+def show(name: str, *, task: str, profile: str | None, raw: bool) -> None:
+    from alignkit.config.resolve import resolve_config
+
+    _check_task(task)
+    if raw:
+        from alignkit.launch.profiles import load_stack
+
+        stack = load_stack(profile or "full")
+        ui.print_out(recipes.find(name, task, stack.adaptation).text)
+        return
+    r = resolve_config(task, recipe=name, profile=profile)
+    d = r.to_dict()
+    lines = [f"# {name} / {task} / profile {r.profile.name}   (recipe file: {r.recipe_file})",
+             "# each value: the layer it came from; unset TRL fields keep TRL's defaults"]
+    for key in ("task", "recipe", "profile", "description"):
+        if key in d:
+            lines.append(f"{key}: {_scalar(d[key])}")
+    for section in ("model", "lora", "data", "train", "launch"):
+        lines.append(f"{section}:")
+        for k, v in d[section].items():
+            src = r.provenance.get((section, k), "default")
+            rendered = _render_value(v, indent=4)
+            pad = f"  {k}: {rendered}"
+            lines.append(f"{pad:<60} # {src}" if "\n" not in rendered else f"  {k}:  # {src}\n{rendered}")
+    ui.print_out("\n".join(lines))
+    for n in r.notes:
+        ui.info(f"translated: {n}")
+
+
+def _scalar(v: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _render_value(v: Any, indent: int) -> str:
+    if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+        pad = " " * indent
+        return "\n".join(f"{pad}- {_scalar({k: x for k, x in item.items() if x is not None})}" for item in v)
+    return _scalar(v)
+
+
+def copy(name: str, dest: Path) -> None:
+    recipes.check_name(name)
+    fs = recipes.files(name)
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(Problem(str(dest), "is a file", "give a directory"))
+    written = []
+    for f in fs:
+        target = dest / f.task / f"{f.variant}.yaml"
+        if target.exists():
+            raise UsageError(Problem(str(target), "already exists", "choose an empty directory"))
+    for f in fs:
+        target = dest / f.task / f"{f.variant}.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(f.text, encoding="utf-8")
+        shutil.move(str(tmp), target)
+        written.append(str(target))
+    for w in written:
+        ui.print_out(w)
+    ui.info(f"edit them, then: alignkit sft --config {dest}/sft/<variant>.yaml --profile ...")
+
+
+def _check_task(task: str) -> None:
+    if task not in recipes.TASKS:
+        raise UsageError(Problem("--task", f"unknown task '{task}'", "use sft or dpo"))
+
+
+def fields(task: str, section: str | None, search: str | None) -> None:
+    from alignkit.config.run import SECTIONS, section_model
+
+    _check_task(task)
+    if section and section not in SECTIONS:
+        raise ConfigError(Problem("section", f"unknown section '{section}'", f"use one of {', '.join(SECTIONS)}"))
+    from rich.table import Table
+
+    t = Table(title=f"{task} config keys", title_justify="left", show_lines=False)
+    for col in ("key", "type", "default", "description"):
+        t.add_column(col, overflow="fold")
+    for s in [section] if section else SECTIONS:
+        model = section_model(task, s)
+        for name, f in model.model_fields.items():
+            key = f"{s}.{name}"
+            if search and search not in key:
+                continue
+            default = "required" if f.is_required() else _scalar(f.get_default(call_default_factory=True))
+            t.add_row(key, _type_name(f.annotation), default, (f.description or "")[:300])
+    ui.out_console().print(t)
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    for noise in ("<class '", "'>", "Annotated[", "NoneType"):
+        text = text.replace(noise, "" if noise != "NoneType" else "None")
+    return text[:40]
+
+
+def schema(task: str) -> None:
+    from alignkit.config.run import run_model
+
+    _check_task(task)
+    ui.print_json(run_model(task).model_json_schema())

@@ -1,0 +1,131 @@
+"""`alignkit sft|dpo|validate`: resolve, plan, show or launch."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import Any
+
+from alignkit import ui
+from alignkit.errors import ConfigError, Problem
+from alignkit.launch.plan import LaunchPlan
+
+HUB_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def _overrides(extra: list[str], push_to_hub: bool) -> list[str]:
+    return extra + (["--push_to_hub=true"] if push_to_hub else [])
+
+
+def plan(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes, dry_run, push_to_hub=False):
+    from alignkit.launch.build import plan_run
+
+    return plan_run(task, recipe=recipe, profile=profile, config_files=config_files,
+                    overrides=_overrides(extra, push_to_hub), num_gpus=num_gpus, num_nodes=num_nodes,
+                    dry_run=dry_run)
+
+
+def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes, dry_run, as_json, overwrite,
+        push_to_hub, argv) -> int:
+    p = plan(task, recipe=recipe, profile=profile, config_files=config_files, extra=extra, num_gpus=num_gpus,
+             num_nodes=num_nodes, dry_run=dry_run, push_to_hub=push_to_hub)
+    if as_json and not dry_run:
+        raise ConfigError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
+    if p.config["train"].get("push_to_hub") and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
+        if not dry_run:
+            raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
+                                      "export HF_TOKEN=... (a write token), or drop --push-to-hub"))
+    if dry_run:
+        if as_json:
+            ui.print_json(p.to_json())
+        else:
+            render_summary(p)
+            ui.print_out(shlex.join(p.command))
+        return 0
+    from alignkit.launch import spawn
+
+    render_summary(p)
+    _build_demo_assets_if_used(p.config)
+
+    def started(claim) -> None:
+        if claim.note:
+            ui.warn(claim.note)
+        verb = "resuming" if claim.resume else "starting"
+        ui.info(f"[bold]{verb}[/bold] {task} → {p.output_dir}  (run files in {p.output_dir}/alignkit/)")
+
+    code = spawn.run(p, overwrite=overwrite, argv=argv, on_start=started)
+    if code == 0:
+        ui.info(f"[green]done:[/green] {p.output_dir}")
+    elif code == 130:
+        ui.info("[yellow]interrupted[/yellow]: re-run the same command to resume from the last checkpoint")
+    else:
+        ui.info(f"[red]training exited with code {code}[/red]; re-run the same command to resume from the "
+                "last complete checkpoint")
+    return code
+
+
+def _build_demo_assets_if_used(config: dict[str, Any]) -> None:
+    """The tiny recipe's `demo:` paths point into a cache that is built on first use."""
+    from alignkit.demo.assets import demo_root, ensure_demo_assets
+
+    root = str(demo_root())
+    paths = [config["model"]["model_name_or_path"], *(s.get("path") or "" for s in config["data"]["mixture"])]
+    if any(str(p).startswith(root) for p in paths):
+        ensure_demo_assets()
+
+
+def render_summary(p: LaunchPlan) -> None:
+    from rich.table import Table
+
+    cfg: dict[str, Any] = p.config
+    t = Table(title=f"alignkit {p.task}", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("recipe", str(cfg.get("recipe") or "(none: config files)"))
+    t.add_row("profile", p.profile)
+    t.add_row("model", str(cfg["model"]["model_name_or_path"]))
+    lora = cfg.get("lora") or {}
+    adapt = "full fine-tuning"
+    if lora.get("enabled"):
+        adapt = f"LoRA r={lora.get('r')} alpha={lora.get('alpha')}"
+        if cfg["model"].get("load_in_4bit"):
+            adapt = "Q" + adapt + " (4-bit base)"
+    t.add_row("adaptation", adapt)
+    t.add_row("world size", f"{p.world_size} = {p.num_nodes} node(s) x {p.gpus_per_node} process(es)")
+    t.add_row("global batch",
+              f"{p.global_batch_size} = {p.batch.per_device_train_batch_size} per device x "
+              f"{p.batch.gradient_accumulation_steps} accumulation x {p.world_size}")
+    t.add_row("engine", p.accelerate_config.get("distributed_type", "?")
+              + (" (ZeRO-3)" if p.deepspeed_config else ""))
+    t.add_row("output dir", p.output_dir)
+    if p.overridden:
+        t.add_row("overridden", ", ".join(f"{k} ({v})" for k, v in p.overridden.items()))
+    con = ui.err_console()
+    con.print(t)
+    for n in p.notes:
+        ui.info(f"  [cyan]note:[/cyan] {n}")
+    for n in p.translations:
+        ui.info(f"  [magenta]translated:[/magenta] {n}")
+    for w in p.warnings:
+        ui.warn(w)
+
+
+def validate(*, recipe, task, profile, config_files, extra, num_gpus, num_nodes) -> None:
+    from alignkit.config import recipes
+
+    tasks = [task] if task else ([f.task for f in recipes.files(recipe)] if recipe else ["sft"])
+    tasks = list(dict.fromkeys(tasks))
+    problems: list[Problem] = []
+    for t in tasks:
+        try:
+            p = plan(t, recipe=recipe, profile=profile, config_files=config_files, extra=extra,
+                     num_gpus=num_gpus, num_nodes=num_nodes, dry_run=True)
+        except ConfigError as exc:
+            problems += [Problem(f"[{t}] {pr.where}", pr.message, pr.fix, pr.source) for pr in exc.problems]
+            continue
+        ui.info(f"[green]valid[/green] {t}: profile {p.profile}, world size {p.world_size}, "
+                f"global batch {p.global_batch_size}, output {p.output_dir}")
+        for w in p.warnings:
+            ui.warn(w)
+    if problems:
+        raise ConfigError(problems)

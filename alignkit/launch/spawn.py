@@ -1,0 +1,232 @@
+"""Start a planned run: claim the output dir, write the run files, spawn accelerate, forward signals.
+
+The output dir is the unit of work:
+* the same config into the same dir resumes (the child picks up the last complete checkpoint);
+* a different config into a dir that holds a run is refused unless ``--overwrite``;
+* a dir holding something that is not an alignkit run is refused unless ``--overwrite``;
+* two live runs never share a dir (a lock with the owner's pid; a stale lock is cleared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignkit.config.yamlio import dump_yaml, read_yaml
+from alignkit.errors import ConfigError, Problem, RuntimeFailure
+from alignkit.fsutil import write_atomic, write_json_atomic
+from alignkit.launch.build import run_dir
+from alignkit.launch.plan import LaunchPlan
+from alignkit.secrets import redact
+
+LOCK_NAME = "lock"
+# Keys that may change between a run and its resumption without making it a different run.
+SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps")}
+
+
+@dataclass
+class Claim:
+    resume: bool
+    lock_path: Path
+    note: str | None = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def acquire_lock(lock: Path) -> str | None:
+    """Take the run lock or raise ConfigError if a live run holds it. Returns a note if a stale lock was cleared."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    note = None
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = read_lock(lock) or {}
+            pid, host = owner.get("pid"), owner.get("host")
+            if isinstance(pid, int) and host == socket.gethostname() and _pid_alive(pid):
+                raise ConfigError(
+                    Problem(str(lock.parent.parent), f"busy: another run (pid {pid}, started "
+                            f"{owner.get('started', '?')}) is writing to this output dir",
+                            "wait for it to finish, stop it, or choose another --output_dir")
+                ) from None
+            if host not in (None, socket.gethostname()):
+                raise ConfigError(
+                    Problem(str(lock.parent.parent), f"locked by a run on host {host} (pid {pid})",
+                            f"if that run is gone, delete {lock}")
+                ) from None
+            lock.unlink(missing_ok=True)
+            note = f"cleared a stale lock left by pid {pid}"
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(),
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, fh)
+        return note
+    raise ConfigError(Problem(str(lock), "could not take the run lock", "retry"))
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    for section, key in SHAPE_KEYS:
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
+    out = Path(plan.output_dir)
+    rdir = run_dir(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(Problem("train.output_dir", f"{out} is a file", "choose a directory path"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(Problem("train.output_dir", f"cannot create {out}: {exc.strerror}",
+                                  "choose a writable --output_dir")) from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(Problem("train.output_dir", f"{out} is not writable", "choose a writable --output_dir"))
+    lock = rdir / LOCK_NAME
+    note = acquire_lock(lock)
+    try:
+        previous = rdir / "run.yaml"
+        others = [p for p in out.iterdir() if p.name != run_dir(out).name]
+        if previous.exists():
+            old = read_yaml(previous)
+            same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config)
+            if same and not overwrite:
+                return Claim(resume=True, lock_path=lock, note=note)
+            if not overwrite:
+                raise ConfigError(
+                    Problem(str(out), "holds a run with a different config",
+                            f"pass --overwrite to start over (its checkpoints are deleted), or choose another "
+                            f"--output_dir; compare with {previous}")
+                )
+        elif others and not overwrite:
+            raise ConfigError(
+                Problem(str(out), "is not empty and holds no alignkit run",
+                        "choose an empty or new --output_dir, or pass --overwrite")
+            )
+        if overwrite:
+            for p in out.glob("checkpoint-*"):
+                shutil.rmtree(p, ignore_errors=True)
+        return Claim(resume=False, lock_path=lock, note=note)
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+
+
+def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
+    rdir = run_dir(plan.output_dir)
+    run = {
+        "alignkit_version": _version(),
+        "task": plan.task,
+        "profile": plan.profile,
+        "resume": resume,
+        "world_size": plan.world_size,
+        "global_batch_size": plan.global_batch_size,
+        "argv": [redact(a) for a in argv],
+        "config": plan.config,
+    }
+    write_atomic(rdir / "run.yaml", redact(dump_yaml(run)))
+    write_atomic(rdir / "accelerate.yaml", dump_yaml(plan.accelerate_config))
+    if plan.deepspeed_config is not None:
+        write_json_atomic(rdir / "deepspeed.json", plan.deepspeed_config)
+    env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in plan.env.items())
+    write_atomic(rdir / "command.sh", f"#!/usr/bin/env bash\n# written by alignkit; re-runs this launch\n"
+                 f"set -euo pipefail\n{env}exec {shlex.join(plan.command)}\n", mode=0o755)
+    return rdir / "run.yaml"
+
+
+def _version() -> str:
+    from alignkit import __version__
+
+    return __version__
+
+
+def spawn(plan: LaunchPlan) -> int:
+    """Run the accelerate command in its own process group; forward SIGINT/SIGTERM to the whole group;
+    return the child's exit code (130 after Ctrl-C)."""
+    env = {**os.environ, **plan.env}
+    proc = subprocess.Popen(plan.command, env=env, start_new_session=True)
+    interrupted = {"sig": None}
+
+    def forward(signum, _frame):
+        interrupted["sig"] = signum
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:  # pragma: no cover - handler above normally runs instead
+                forward(signal.SIGINT, None)
+        # make sure no straggler of the group outlives us
+        deadline = time.time() + 10
+        while time.time() < deadline and _group_alive(proc.pid):
+            time.sleep(0.2)
+        if _group_alive(proc.pid):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if interrupted["sig"] == signal.SIGINT:
+        return 130
+    return code if code >= 0 else 128 - code
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) -> int:
+    if not plan.command:
+        raise RuntimeFailure("empty launch command")
+    claim = claim_output_dir(plan, overwrite)
+    try:
+        write_run_files(plan, resume=claim.resume, argv=argv)
+        if on_start:
+            on_start(claim)
+        return spawn(plan)
+    finally:
+        claim.lock_path.unlink(missing_ok=True)
+

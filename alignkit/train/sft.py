@@ -1,0 +1,125 @@
+"""Supervised fine-tuning, as the recipe reads: seed, data, tokenizer, model, trainer, train, save.
+
+Started by accelerate in every process:  python -m alignkit.train.sft --run <output_dir>/alignkit/run.yaml
+(`alignkit sft` writes the run file and the launch command.) TRL's SFTTrainer does the training.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from alignkit.train import common
+
+logger = logging.getLogger("alignkit.sft")
+
+
+def main(argv: list[str] | None = None) -> int:
+    run = common.load_run(common.parse_args(argv), "sft")
+    cfg = run.config
+    stopper = common.Stopper()
+
+    from accelerate import PartialState
+    from transformers import set_seed
+    from trl import SFTTrainer, SFTConfig
+
+    state = PartialState()
+    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    ###############
+    # Training args (created first: under ZeRO-3 they tell from_pretrained to shard while loading)
+    ###############
+    args = common.trainer_args(run, SFTConfig)
+    set_seed(args.seed)
+
+    ###############
+    # Checkpoints: resume from the last complete one
+    ###############
+    if state.is_main_process:
+        for p in common.clean_incomplete_checkpoints(run.output_dir):
+            logger.warning("removed incomplete checkpoint %s (its writer was killed)", p)
+        common.write_env(run, state.num_processes)
+    state.wait_for_everyone()
+    resume_from = common.resume_checkpoint(run)
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+
+    ###############
+    # Data
+    ###############
+    from alignkit.data.mixer import load_mixture
+
+    with state.main_process_first():
+        mixture = load_mixture(cfg.data, "sft")
+
+    ###############
+    # Tokenizer and chat template
+    ###############
+    base_path = cfg.model.model_name_or_path
+    tokenizer = common.load_tokenizer(run, base_path)
+
+    from alignkit.data.chat import to_trl
+
+    datasets = to_trl(mixture, "sft", cfg.data, tokenizer.chat_template)
+
+    ###############
+    # Model (full, LoRA, or 4-bit + LoRA)
+    ###############
+    model = common.load_model(base_path, run)
+    peft_config = common.peft_config(run)
+
+    ###############
+    # Trainer
+    ###############
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("test") if args.eval_strategy != "no" else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=common.callbacks(stopper),
+    )
+
+    ###############
+    # Train
+    ###############
+    if state.is_main_process:
+        common.write_status(run, "running")
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    if stopper.requested is not None:
+        if state.is_main_process:
+            common.write_status(run, "preempted", global_step=trainer.state.global_step,
+                                checkpoint=common.resume_checkpoint(run))
+        logger.warning("stopped by signal %s after saving a checkpoint; re-run to resume", stopper.requested)
+        return 0
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+
+    ###############
+    # Evaluate
+    ###############
+    if "test" in datasets and args.eval_strategy != "no":
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    ###############
+    # Save model, tokenizer, chat template, model card
+    ###############
+    common.finalize_model(trainer, tokenizer)
+    trainer.save_model(str(run.output_dir))
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(run.output_dir))
+        common.write_model_card(trainer, run, base_path, common.dataset_names(run))
+        if cfg.train.push_to_hub:
+            common.push_to_hub(run)
+        common.write_status(run, "completed", global_step=trainer.state.global_step)
+    state.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
