@@ -5,7 +5,8 @@
   with the default environment inherit all of it.
 * ``tiny_assets`` (session): the demo model + data built once per session (``DemoAssets``).
 * ``tiny_model_dir`` (session): ``str(tiny_assets.model_dir)``.
-* ``tiny_env`` (session): a copy of os.environ for subprocesses, with the variables above set.
+* ``tiny_env`` (session): a copy of os.environ for subprocesses, with the variables above set
+  and this checkout first on PYTHONPATH.
 * ``load_jsonl``: ``load_jsonl(path) -> list[dict]``.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+
 import pytest
 
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -49,6 +52,9 @@ def tiny_model_dir(tiny_assets) -> str:
 def tiny_env(_offline_session, tiny_assets) -> dict[str, str]:
     env = dict(os.environ)
     env.update(_offline_session)
+    # children run `python -m alignkit` from this checkout even when it is not pip-installed
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -35,6 +35,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from alignkit.errors import ConfigError, Problem, RuntimeFailure, did_you_mean
 
@@ -124,9 +125,12 @@ class DemoAssets:
 # paths (pure: no heavy imports, nothing built)
 
 
-def demo_root() -> Path:
-    """``$ALIGNKIT_CACHE/demo/v1``, or ``~/.cache/alignkit/demo/v1`` when ALIGNKIT_CACHE is unset."""
-    base = os.environ.get("ALIGNKIT_CACHE") or ""
+def demo_root(env: Mapping[str, str] | None = None) -> Path:
+    """``$ALIGNKIT_CACHE/demo/v1``, or ``~/.cache/alignkit/demo/v1`` when ALIGNKIT_CACHE is unset.
+
+    ``env`` is the environment to read (default: this process's), e.g. a child process's.
+    """
+    base = (os.environ if env is None else env).get("ALIGNKIT_CACHE") or ""
     cache = Path(base).expanduser() if base.strip() else Path.home() / ".cache" / "alignkit"
     return (cache / "demo" / DEMO_VERSION).absolute()
 

@@ -295,7 +295,7 @@ def run_demo(
     """
     from rich.console import Console
 
-    from alignkit.demo.assets import ensure_demo_assets
+    from alignkit.demo.assets import demo_root, ensure_demo_assets
     from alignkit.eval.prefs import eval_loss, preference_metrics
 
     console = console or Console()
@@ -304,7 +304,8 @@ def run_demo(
     sft_dir, dpo_dir = out / "sft", out / "dpo"
 
     with console.status("building the demo model and data"):
-        assets = ensure_demo_assets()
+        # where the children will look for `demo:` paths
+        assets = ensure_demo_assets(demo_root(env) if env is not None else None)
     console.print(f"demo assets: {assets.root}" + (" (built)" if assets.built else " (cached)"))
     sft_test = _load_jsonl(assets.sft_test)
     prefs_test = _load_jsonl(assets.prefs_test)

@@ -70,7 +70,8 @@ def _torch_dtype(dtype: str | None, device: str):
 
 
 def _load_failure(path: str, e: Exception) -> RuntimeFailure | ConfigError:
-    if not Path(path).exists() and ("/" in path or path.startswith(".")):
+    looks_local = Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") != 1
+    if not Path(path).exists() and looks_local:
         return ConfigError(
             Problem(where=path, message="no such model directory", fix="pass the output_dir of a finished run")
         )

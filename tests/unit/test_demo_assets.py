@@ -22,6 +22,9 @@ def test_demo_root_follows_alignkit_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("ALIGNKIT_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert A.demo_root() == tmp_path / "home" / ".cache" / "alignkit" / "demo" / "v1"
+    assert A.demo_root({"ALIGNKIT_CACHE": str(tmp_path / "e")}) == tmp_path / "e" / "demo" / "v1"
+    monkeypatch.setenv("ALIGNKIT_CACHE", "  ")  # blank means unset
+    assert A.demo_root() == tmp_path / "home" / ".cache" / "alignkit" / "demo" / "v1"
 
 
 def test_demo_path_names_and_no_build(monkeypatch, tmp_path):

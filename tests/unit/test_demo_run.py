@@ -172,6 +172,7 @@ def test_run_demo_orchestrates_and_measures(tmp_path, fake_python, tiny_assets, 
     assert summary["sft_eval_loss_before"] == pytest.approx(base_loss) == summary["sft_eval_loss_after"]
     assert (out / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "sft finished" in (out / "sft.log").read_text()
+    assert summary["assets"] == str(tiny_assets.root)  # built where the children look
     assert "preference accuracy" in buf.getvalue()
 
 
