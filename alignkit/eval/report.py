@@ -1,0 +1,352 @@
+"""``alignkit report RUN_DIR...``: training curves and eval results of several runs, side by side.
+
+For each run directory it reads
+* ``trainer_state.json`` (the run dir's own, else the newest ``checkpoint-*/``): ``log_history``;
+* TensorBoard event files anywhere below the run dir (``train/loss``, ``eval/rewards/margins``...),
+  used for every metric the trainer state does not have;
+* eval results: every ``results.json`` below the run dir written by ``alignkit eval``
+  (``benchmark`` = ``mt-bench``, ``alpaca-eval``, ``prefs``, ``loss``, ``lm-eval``).
+
+It writes PNG plots (matplotlib, Agg) and ``report.md`` (tables) into the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignkit.errors import DataError, Problem, UsageError
+from alignkit.eval.judge import write_text_atomic
+
+Series = list[tuple[int, float]]
+
+#: (metric, label) headline numbers per benchmark, in table order
+HEADLINES: dict[str, list[tuple[str, str]]] = {
+    "mt-bench": [("overall", "MT-Bench overall"), ("turn_1", "MT-Bench turn 1"), ("turn_2", "MT-Bench turn 2")],
+    "alpaca-eval": [
+        ("win_rate", "AlpacaEval win rate"),
+        ("standard_error", "AlpacaEval std. error"),
+        ("discrete_win_rate", "AlpacaEval discrete win rate"),
+        ("length_controlled_win_rate", "AlpacaEval LC win rate"),
+    ],
+    "prefs": [
+        ("accuracy_reward", "preference accuracy (implicit reward)"),
+        ("mean_reward_margin", "mean reward margin"),
+        ("accuracy_logp", "preference accuracy (log p)"),
+        ("mean_logp_margin", "mean log p margin"),
+    ],
+    "loss": [("loss", "eval loss"), ("perplexity", "perplexity")],
+}
+CURVE_GROUPS = {
+    "loss": ["loss", "eval_loss"],
+    "rewards_margins": ["rewards/margins", "eval_rewards/margins"],
+    "rewards_accuracies": ["rewards/accuracies", "eval_rewards/accuracies"],
+    "rewards_chosen_rejected": ["rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected"],
+    "learning_rate": ["learning_rate"],
+}
+_SKIP_KEYS = {"step", "epoch", "total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+              "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "train_loss"}  # fmt: skip
+
+
+@dataclass
+class RunData:
+    path: Path
+    label: str
+    curves: dict[str, Series] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+
+def _step_of(p: Path) -> int:
+    m = re.search(r"checkpoint-(\d+)$", p.name)
+    return int(m.group(1)) if m else -1
+
+
+def find_trainer_state(run_dir: Path) -> Path | None:
+    own = run_dir / "trainer_state.json"
+    if own.is_file():
+        return own
+    ckpts = sorted((p for p in run_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()), key=_step_of)
+    return ckpts[-1] / "trainer_state.json" if ckpts else None
+
+
+def trainer_state_curves(path: Path) -> dict[str, Series]:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(Problem(where=str(path), message=f"unreadable trainer state: {e}")) from None
+    curves: dict[str, Series] = {}
+    for entry in state.get("log_history", []):
+        if not isinstance(entry, dict) or "step" not in entry:
+            continue
+        step = int(entry["step"])
+        for k, v in entry.items():
+            if k in _SKIP_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if math.isfinite(float(v)):
+                curves.setdefault(k, []).append((step, float(v)))
+    return curves
+
+
+def _tb_name(tag: str) -> str:
+    if tag.startswith("train/"):
+        return tag[len("train/") :]
+    if tag.startswith("eval/"):
+        return "eval_" + tag[len("eval/") :]
+    return tag
+
+
+def tensorboard_curves(run_dir: Path) -> dict[str, Series]:
+    files = sorted(run_dir.rglob("events.out.tfevents.*"))
+    if not files:
+        return {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, Series] = {}
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        try:
+            acc.Reload()
+        except Exception as e:  # noqa: BLE001 - a corrupt event file is reported, not a crash
+            raise DataError(Problem(where=str(f), message=f"unreadable TensorBoard event file: {type(e).__name__}")) from None
+        for tag in acc.Tags().get("scalars", []):
+            name = _tb_name(tag)
+            if name in _SKIP_KEYS:
+                continue
+            curves.setdefault(name, []).extend((int(ev.step), float(ev.value)) for ev in acc.Scalars(tag))
+    for name, pts in curves.items():  # several files (restarts): keep the last value per step
+        curves[name] = sorted(dict(pts).items())
+    return curves
+
+
+def find_eval_results(run_dir: Path) -> list[dict]:
+    found = []
+    for p in sorted(run_dir.rglob("results.json")):
+        if "checkpoint-" in str(p.relative_to(run_dir)):
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("benchmark"), str):
+            data["_path"] = str(p)
+            found.append(data)
+    return found
+
+
+def collect_run(run_dir: Path, label: str | None = None) -> RunData:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(Problem(where=str(run_dir), message="not a directory", fix="give run output directories"))
+    run = RunData(path=run_dir, label=label or run_dir.name)
+    state = find_trainer_state(run_dir)
+    if state is not None:
+        run.curves.update(trainer_state_curves(state))
+        run.sources.append(str(state))
+    tb = tensorboard_curves(run_dir)
+    if tb:
+        run.sources.append("tensorboard")
+        for k, v in tb.items():
+            run.curves.setdefault(k, v)
+    run.evals = find_eval_results(run_dir)
+    return run
+
+
+def _labels(run_dirs: list[Path]) -> list[str]:
+    names = [p.resolve().name for p in run_dirs]
+    out = []
+    for p, n in zip(run_dirs, names):
+        out.append(f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n)
+    return out
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
+    return str(x)
+
+
+def _plot_curves(runs: list[RunData], metrics: list[str], title: str, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    drawn = False
+    for i, run in enumerate(runs):
+        color = f"C{i % 10}"
+        for j, m in enumerate(metrics):
+            pts = run.curves.get(m)
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            style = "--" if m.startswith("eval_") else "-"
+            ax.plot(xs, ys, style, color=color, marker="o" if len(xs) < 30 else None, markersize=3,
+                    alpha=1.0 if j == 0 else 0.75, label=f"{run.label}: {m}")  # fmt: skip
+            drawn = True
+    if drawn:
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def _plot_evals(runs: list[RunData], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for bench, items in HEADLINES.items():
+        for metric, label in items:  # the first headline metric any run has
+            vals = [(run.label, _latest_eval(run, bench).get(metric)) for run in runs]
+            if any(isinstance(v, (int, float)) for _, v in vals):
+                panels.append((label, vals))
+                break
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (label, vals) in zip(axes[0], panels):
+        names = [n for n, _ in vals]
+        ys = [v if isinstance(v, (int, float)) else 0.0 for _, v in vals]
+        bars = ax.bar(range(len(names)), ys, color=[f"C{i % 10}" for i in range(len(names))])
+        for b, (_, v) in zip(bars, vals):
+            ax.annotate(_fmt(v), (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_title(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_mtbench_categories(results: list[tuple[str, dict]], path: Path) -> bool:
+    """Grouped bars: per-category MT-Bench score (overall) for each run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats: list[str] = []
+    for _, r in results:
+        for c in r.get("categories", {}):
+            if c not in cats:
+                cats.append(c)
+    if not cats:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cats)), 4))
+    width = 0.8 / max(1, len(results))
+    for i, (label, r) in enumerate(results):
+        ys = [(r.get("categories", {}).get(c) or {}).get("overall") or 0.0 for c in cats]
+        ax.bar([x + i * width for x in range(len(cats))], ys, width, label=label, color=f"C{i % 10}")
+    ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(cats))], cats, rotation=20, ha="right")
+    ax.set_ylim(0, 10)
+    ax.set_ylabel("score (1-10)")
+    ax.set_title("MT-Bench by category")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _latest_eval(run: RunData, bench: str) -> dict:
+    hits = [e for e in run.evals if e.get("benchmark") == bench]
+    if not hits:
+        return {}
+    return max(hits, key=lambda e: Path(e["_path"]).stat().st_mtime)
+
+
+def _last(pts: Series | None) -> float | None:
+    return pts[-1][1] if pts else None
+
+
+def make_report(run_dirs: list[Path], output: Path) -> dict[str, Any]:
+    """Collect every run, write PNGs and ``report.md`` into ``output``; returns what was written."""
+    if not run_dirs:
+        raise UsageError(Problem(where="RUN_DIR", message="no run directories given"))
+    labels = _labels([Path(p) for p in run_dirs])
+    runs = [collect_run(Path(p), label) for p, label in zip(run_dirs, labels)]
+    if not any(r.curves or r.evals for r in runs):
+        raise DataError(
+            Problem(
+                where=", ".join(str(p) for p in run_dirs),
+                message="no trainer_state.json, TensorBoard logs or eval results found",
+                fix="point at the output_dir of a training run (or a dir holding `alignkit eval` results)",
+            )
+        )
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    plots: list[str] = []
+    for name, metrics in CURVE_GROUPS.items():
+        p = output / f"{name}.png"
+        if _plot_curves(runs, metrics, name.replace("_", " "), p):
+            plots.append(p.name)
+    if _plot_evals(runs, output / "eval.png"):
+        plots.append("eval.png")
+    mt = [(r.label, _latest_eval(r, "mt-bench")) for r in runs if _latest_eval(r, "mt-bench")]
+    if mt and plot_mtbench_categories(mt, output / "mt_bench_categories.png"):
+        plots.append("mt_bench_categories.png")
+
+    md = ["# alignkit report", "", "Runs: " + ", ".join(f"`{r.label}` ({r.path})" for r in runs), ""]
+    md += ["## Training", "", "| metric | " + " | ".join(r.label for r in runs) + " |", "|---|" + "---:|" * len(runs)]
+    train_rows = [
+        ("steps logged", lambda r: max((s for pts in r.curves.values() for s, _ in pts), default=None)),
+        ("final train loss", lambda r: _last(r.curves.get("loss"))),
+        ("final eval loss", lambda r: _last(r.curves.get("eval_loss"))),
+        ("final rewards/margins", lambda r: _last(r.curves.get("rewards/margins"))),
+        ("final rewards/accuracies", lambda r: _last(r.curves.get("rewards/accuracies"))),
+        ("final eval rewards/margins", lambda r: _last(r.curves.get("eval_rewards/margins"))),
+        ("final eval rewards/accuracies", lambda r: _last(r.curves.get("eval_rewards/accuracies"))),
+    ]
+    for label, fn in train_rows:
+        vals = [fn(r) for r in runs]
+        if any(v is not None for v in vals):
+            md.append(f"| {label} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    md += ["", "## Evaluation", "", "| metric | " + " | ".join(r.label for r in runs) + " |", "|---|" + "---:|" * len(runs)]
+    any_eval = False
+    notes: list[str] = []
+    for bench, items in HEADLINES.items():
+        latest = [_latest_eval(r, bench) for r in runs]
+        if not any(latest):
+            continue
+        for metric, label in items:
+            vals = [e.get(metric) if e else None for e in latest]
+            if metric == "length_controlled_win_rate":
+                shown = [_fmt(v) if v is not None else ("unavailable" if e else "–") for v, e in zip(vals, latest)]
+                md.append(f"| {label} | " + " | ".join(shown) + " |")
+                for r, e in zip(runs, latest):
+                    if e and e.get(metric) is None and e.get("length_controlled_note"):
+                        notes.append(f"{r.label}: length-controlled win rate unavailable: {e['length_controlled_note']}")
+            elif any(v is not None for v in vals):
+                md.append(f"| {label} | " + " | ".join(_fmt(v) for v in vals) + " |")
+                any_eval = True
+        if bench == "mt-bench":
+            cats: list[str] = []
+            for e in latest:
+                for c in (e or {}).get("categories", {}):
+                    if c not in cats:
+                        cats.append(c)
+            for c in cats:
+                vals = [((e or {}).get("categories", {}).get(c) or {}).get("overall") for e in latest]
+                md.append(f"| MT-Bench {c} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    if not any_eval:
+        md.append("| (no eval results found) |" + " – |" * len(runs))
+    if notes:
+        md += [""] + [f"- {n}" for n in notes]
+    md += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    report = output / "report.md"
+    write_text_atomic(report, "\n".join(md))
+    return {"report": str(report), "plots": [str(output / p) for p in plots], "runs": [r.label for r in runs]}
