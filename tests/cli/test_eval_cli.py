@@ -1,0 +1,175 @@
+"""`alignkit eval ...` and `alignkit report` through typer, on the tiny local model and a fake judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from alignkit.commands.eval import app, report
+from alignkit.errors import AlignkitError, RuntimeFailure, UsageError
+from tests.eval_support import (
+    ALPACA_TEMPLATE,
+    CANARY,
+    QUESTIONS,
+    FakeJudge,
+    assert_no_canary,
+    write_mtbench_files,
+)
+
+
+def root() -> typer.Typer:
+    r = typer.Typer()
+    r.add_typer(app, name="eval")
+    r.command("report")(report)
+    return r
+
+
+def invoke(args: list[str]):
+    """Run like `alignkit ...`: an AlignkitError becomes its exit code (alignkit.cli.main does the same)."""
+    res = CliRunner().invoke(root(), args)
+    code = res.exit_code
+    if isinstance(res.exception, AlignkitError):
+        code = res.exception.exit_code
+    elif res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return code, res.stdout, res.stderr, res.exception
+
+
+def mt_args(files, model, out, judge_url, *extra):
+    return ["eval", "mt-bench", "--model", model, "--judge-model", "judge-x", "--judge-base-url", judge_url,
+            "--questions", files["questions"], "--references", files["references"],
+            "--judge-prompts", files["judge_prompts"], "--output", str(out), "--max-new-tokens", "6", *extra]  # fmt: skip
+
+
+def test_help_is_fast_and_light():
+    code = (
+        "import sys, time; t=time.time(); import alignkit.commands.eval; "
+        "heavy=[m for m in ('torch','transformers','peft','trl','matplotlib','tensorboard') if m in sys.modules]; "
+        "print(heavy, time.time()-t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy, secs = out.rsplit("]", 1)
+    assert heavy.strip() == "[" and float(secs) < 1.0
+    code_, stdout, _, _ = invoke(["eval", "--help"])
+    assert code_ == 0
+    for cmd in ("mt-bench", "alpaca-eval", "prefs", "loss", "lm-eval"):
+        assert cmd in stdout
+
+
+def test_mt_bench_end_to_end_with_secret_judge(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("MY_JUDGE_KEY", CANARY)
+    files = write_mtbench_files(tmp_path / "data")
+    out = tmp_path / "out"
+    with FakeJudge(lambda body: "Rating: [[6]]") as fj:
+        code, stdout, stderr, exc = invoke(mt_args(files, tiny_model_dir, out, fj.base_url, "--judge-api-key-env", "MY_JUDGE_KEY"))
+        assert code == 0, (stdout, stderr, exc)
+        assert fj.calls == 9 and all(h["Authorization"] == f"Bearer {CANARY}" for h in fj.headers)
+        # run again: everything is resumed, nothing paid twice
+        code, stdout2, stderr2, _ = invoke(mt_args(files, tiny_model_dir, out, fj.base_url, "--judge-api-key-env", "MY_JUDGE_KEY"))
+        assert code == 0 and fj.calls == 9
+    res = json.loads((out / "results.json").read_text())
+    assert (res["turn_1"], res["turn_2"], res["overall"]) == (6.0, 6.0, 6.0)
+    assert res["model"] == Path(tiny_model_dir).name and res["judge_model"] == "judge-x"
+    assert len((out / "answers.jsonl").read_text().splitlines()) == len(QUESTIONS)
+    assert (out / "results.md").is_file() and (out / "categories.png").read_bytes()[:4] == b"\x89PNG"
+    assert "MT-Bench" in stdout and "6.00" in stdout
+    assert_no_canary(stdout, stderr, stdout2, stderr2, root=tmp_path)
+
+
+def test_missing_key_variable_is_a_usage_error(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.delenv("UNSET_JUDGE_KEY", raising=False)
+    files = write_mtbench_files(tmp_path / "data")
+    code, _, _, exc = invoke(mt_args(files, tiny_model_dir, tmp_path / "o", "http://127.0.0.1:9/v1",
+                                     "--judge-api-key-env", "UNSET_JUDGE_KEY"))  # fmt: skip
+    assert code == 2 and isinstance(exc, UsageError) and "UNSET_JUDGE_KEY is not set" in str(exc)
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_failing_judge_is_exit_1_naming_endpoint_and_resumable(tmp_path, tiny_model_dir):
+    files = write_mtbench_files(tmp_path / "data")
+    out = tmp_path / "out"
+    with FakeJudge() as fj:
+        fj.always = "500"
+        code, _, _, exc = invoke(mt_args(files, tiny_model_dir, out, fj.base_url, "--max-retries", "0"))
+        assert code == 1 and isinstance(exc, RuntimeFailure)
+        assert f"127.0.0.1:{fj.port}/v1/chat/completions" in str(exc) and "re-running" in str(exc)
+    assert len((out / "answers.jsonl").read_text().splitlines()) == len(QUESTIONS)  # answers were kept
+    with FakeJudge() as fj2:
+        code, *_ = invoke(mt_args(files, tiny_model_dir, out, fj2.base_url))
+        assert code == 0 and fj2.calls == 9
+
+
+def test_output_dir_of_another_model_is_refused(tmp_path, tiny_model_dir):
+    files = write_mtbench_files(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "answers.jsonl").write_text(json.dumps({"question_id": 1, "model_id": "someone-else"}) + "\n")
+    code, _, _, exc = invoke(mt_args(files, tiny_model_dir, out, "http://127.0.0.1:9/v1", "--answers-only"))
+    assert code == 2 and "someone-else" in str(exc)
+
+
+def test_alpaca_eval_end_to_end(tmp_path, tiny_model_dir):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps([{"instruction": f"Say word {i}.", "output": f"word {i}", "generator": "ref-model"} for i in range(5)]))
+    tpl = tmp_path / "judge.txt"
+    tpl.write_text(ALPACA_TEMPLATE)
+    out = tmp_path / "ae"
+    with FakeJudge(lambda body: "M") as fj:
+        code, stdout, stderr, exc = invoke(
+            ["eval", "alpaca-eval", "--model", tiny_model_dir, "--reference", str(ref), "--judge-prompt", str(tpl),
+             "--judge-parser", "token", "--judge-base-url", fj.base_url, "--output", str(out),
+             "--max-new-tokens", "6", "--temperature", "0"]
+        )  # fmt: skip
+    assert code == 0, (stdout, stderr, exc)
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_total"] == 5 and res["reference_generator"] == "ref-model"
+    assert "unavailable" in stdout and "win rate" in stdout
+    assert json.loads((out / "model_outputs.json").read_text())[0]["generator"] == Path(tiny_model_dir).name
+
+
+def test_prefs_and_loss_commands(tmp_path, tiny_assets):
+    model = str(tiny_assets.model_dir)
+    out = tmp_path / "prefs"
+    code, stdout, stderr, exc = invoke(["eval", "prefs", "--model", model, "--ref", model, "--data",
+                                        str(tiny_assets.prefs_test), "--limit", "8", "--output", str(out)])  # fmt: skip
+    assert code == 0, (stdout, stderr, exc)
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "prefs" and res["n"] == 8
+    assert res["mean_reward_margin"] == pytest.approx(0.0, abs=1e-6)  # the model against itself
+    out = tmp_path / "loss"
+    code, stdout, _, exc = invoke(["eval", "loss", "--model", model, "--data", str(tiny_assets.sft_test),
+                                   "--limit", "8", "--output", str(out)])  # fmt: skip
+    assert code == 0, exc
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "loss" and res["perplexity"] > 1.0
+    code, _, _, exc = invoke(["eval", "loss", "--model", model, "--data", str(tmp_path / "none.jsonl")])
+    assert code == 2 and "--data" in str(exc)
+
+
+def test_lm_eval_without_the_extra_says_how_to_install(tiny_model_dir):
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        code, _, _, exc = invoke(["eval", "lm-eval", "--model", tiny_model_dir, "--tasks", "x"])
+        assert code == 2 and "alignkit[eval]" in str(exc)
+    else:
+        code, _, _, exc = invoke(["eval", "lm-eval", "--model", tiny_model_dir, "--tasks", "no_such_task_xyz"])
+        assert code == 2 and "unknown task" in str(exc)
+
+
+def test_report_command(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": [{"step": 1, "loss": 1.5}, {"step": 2, "loss": 1.0}]}))
+    code, stdout, _, exc = invoke(["report", str(run), "--output", str(tmp_path / "rep")])
+    assert code == 0, exc
+    assert "| final train loss | 1 |" in stdout and (tmp_path / "rep" / "loss.png").is_file()
+    code, _, _, exc = invoke(["report", str(tmp_path / "missing")])
+    assert code == 2
