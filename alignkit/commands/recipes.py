@@ -67,8 +67,10 @@ def show(name: str, *, task: str, profile: str | None, raw: bool) -> None:
             pad = f"  {k}: {rendered}"
             lines.append(f"{pad:<60} # {src}" if "\n" not in rendered else f"  {k}:  # {src}\n{rendered}")
     ui.print_out("\n".join(lines))
+    from rich.markup import escape
+
     for n in r.notes:
-        ui.info(f"translated: {n}")
+        ui.info(f"translated: {escape(n)}")
 
 
 def _scalar(v: Any) -> str:
@@ -103,7 +105,9 @@ def copy(name: str, dest: Path) -> None:
         written.append(str(target))
     for w in written:
         ui.print_out(w)
-    ui.info(f"edit them, then: alignkit sft --config {dest}/sft/<variant>.yaml --profile ...")
+    from rich.markup import escape
+
+    ui.info(escape(f"edit them, then: alignkit sft --config {dest}/sft/<variant>.yaml --profile ..."))
 
 
 def _check_task(task: str) -> None:

@@ -7,7 +7,7 @@ import shlex
 from typing import Any
 
 from alignkit import ui
-from alignkit.errors import ConfigError, Problem
+from alignkit.errors import EXIT_PREEMPTED, ConfigError, Problem
 from alignkit.launch.plan import LaunchPlan
 
 HUB_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -51,11 +51,17 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         if claim.note:
             ui.warn(claim.note)
         verb = "resuming" if claim.resume else "starting"
-        ui.info(f"[bold]{verb}[/bold] {task} → {p.output_dir}  (run files in {p.output_dir}/alignkit/)")
+        out = _esc(p.output_dir)
+        ui.info(f"[bold]{verb}[/bold] {task} → {out}  (run files in {out}/alignkit/)")
 
     code = spawn.run(p, overwrite=overwrite, argv=argv, on_start=started)
+    status = spawn.read_status(p.output_dir)
+    if status.get("state") == "preempted":
+        ui.info(f"[yellow]stopped by a signal[/yellow] after saving {status.get('checkpoint')}: re-run the same "
+                "command to resume")
+        return EXIT_PREEMPTED
     if code == 0:
-        ui.info(f"[green]done:[/green] {p.output_dir}")
+        ui.info(f"[green]done:[/green] {_esc(p.output_dir)}")
     elif code == 130:
         ui.info("[yellow]interrupted[/yellow]: re-run the same command to resume from the last checkpoint")
     else:
@@ -74,6 +80,13 @@ def _build_demo_assets_if_used(config: dict[str, Any]) -> None:
         ensure_demo_assets()
 
 
+def _esc(value: Any) -> str:
+    """User-controlled text (paths, keys, `file:line` tags) must not be read as rich markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def render_summary(p: LaunchPlan) -> None:
     from rich.table import Table
 
@@ -81,9 +94,9 @@ def render_summary(p: LaunchPlan) -> None:
     t = Table(title=f"alignkit {p.task}", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("recipe", str(cfg.get("recipe") or "(none: config files)"))
-    t.add_row("profile", p.profile)
-    t.add_row("model", str(cfg["model"]["model_name_or_path"]))
+    t.add_row("recipe", _esc(cfg.get("recipe") or "(none: config files)"))
+    t.add_row("profile", _esc(p.profile))
+    t.add_row("model", _esc(cfg["model"]["model_name_or_path"]))
     lora = cfg.get("lora") or {}
     adapt = "full fine-tuning"
     if lora.get("enabled"):
@@ -97,15 +110,15 @@ def render_summary(p: LaunchPlan) -> None:
               f"{p.batch.gradient_accumulation_steps} accumulation x {p.world_size}")
     t.add_row("engine", p.accelerate_config.get("distributed_type", "?")
               + (" (ZeRO-3)" if p.deepspeed_config else ""))
-    t.add_row("output dir", p.output_dir)
+    t.add_row("output dir", _esc(p.output_dir))
     if p.overridden:
-        t.add_row("overridden", ", ".join(f"{k} ({v})" for k, v in p.overridden.items()))
+        t.add_row("overridden", _esc(", ".join(f"{k} ({v})" for k, v in p.overridden.items())))
     con = ui.err_console()
     con.print(t)
     for n in p.notes:
-        ui.info(f"  [cyan]note:[/cyan] {n}")
+        ui.info(f"  [cyan]note:[/cyan] {_esc(n)}")
     for n in p.translations:
-        ui.info(f"  [magenta]translated:[/magenta] {n}")
+        ui.info(f"  [magenta]translated:[/magenta] {_esc(n)}")
     for w in p.warnings:
         ui.warn(w)
 
@@ -123,8 +136,8 @@ def validate(*, recipe, task, profile, config_files, extra, num_gpus, num_nodes)
         except ConfigError as exc:
             problems += [Problem(f"[{t}] {pr.where}", pr.message, pr.fix, pr.source) for pr in exc.problems]
             continue
-        ui.info(f"[green]valid[/green] {t}: profile {p.profile}, world size {p.world_size}, "
-                f"global batch {p.global_batch_size}, output {p.output_dir}")
+        ui.info(f"[green]valid[/green] {t}: profile {_esc(p.profile)}, world size {p.world_size}, "
+                f"global batch {p.global_batch_size}, output {_esc(p.output_dir)}")
         for w in p.warnings:
             ui.warn(w)
     if problems:
