@@ -23,7 +23,7 @@ import yaml
 
 from alignkit.config import deprecations
 from alignkit.config.run import SECTIONS, section_fields
-from alignkit.config.yamlio import LineDict
+from alignkit.config.yamlio import LineDict, load_value
 from alignkit.errors import ConfigError, Problem, did_you_mean
 
 TOP_LEVEL = ("description",)
@@ -214,7 +214,7 @@ def parse_overrides(args: list[str]) -> tuple[dict[str, Any], list[str], list[Pr
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_value(text)
     except yaml.YAMLError:
         return text
 

@@ -8,6 +8,7 @@ mapping is an error instead of the last one silently winning.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,20 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+# YAML 1.1 (PyYAML) reads `1e-6` (no dot) as a string; YAML 1.2 and every user read it as a number.
+# Typed fields would coerce it anyway, but free-form ones (lr_scheduler_kwargs: {min_lr: 1e-6}) would
+# hand TRL a string. Only this loader's copy of the resolvers is changed, never SafeLoader's.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_value(text: str) -> Any:
+    """Parse one command-line value with the same safe loader as files (``3e-5`` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
 
 
 def parse_yaml(text: str, origin: str) -> Any:
