@@ -95,14 +95,16 @@ def resolve_config(
 
     layers: list[Layer] = [_defaults_layer(task)]
     recipe_label = None
-    if recipe and stack is not None:
+    if recipe:
         try:
-            rf = recipes.find(recipe, task, stack.adaptation)
+            # with a bad --profile (already reported) the recipe is still read, so that its values are
+            # checked and no spurious "model_name_or_path is required" follows
+            rf = recipes.find(recipe, task, stack.adaptation if stack is not None else "full")
             recipe_label = rf.label
             layers.append(build_layer(parse_yaml(rf.text, f"recipe {rf.label}"), f"recipe {rf.label}", task,
                                       f"recipe {rf.label}"))
         except ConfigError as exc:
-            problems += exc.problems
+            problems += [p for p in exc.problems if stack is not None or p.where != "--profile"]
     if stack is not None:
         for name, cfg in stack.config_layers:
             layers.append(build_layer(cfg, f"profile {name}", task, f"profile {name}"))
@@ -135,7 +137,10 @@ def resolve_config(
     try:  # validated even when layers had problems, so type errors are reported with unknown keys
         config = run_model(task).model_validate(doc)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, task, provenance)
+        found = _pydantic_problems(exc, task, provenance)
+        if recipe and recipe_label is None:  # the recipe could not be read (reported): its model is not missing
+            found = [p for p in found if not (p.where == "model.model_name_or_path" and p.message == "is required")]
+        problems += found
     if config is not None and not problems:
         problems += [
             Problem(p.where, p.message, p.fix, provenance.get(tuple(p.where.split(".", 1)), None))  # type: ignore[arg-type]

@@ -103,6 +103,13 @@ def load_stack(spec: str) -> ProfileStack:
                     f"keep one of them, optionally followed by a modifier such as cpu "
                     f"(e.g. --profile {choosers[-1][0]},cpu)")
         )
+    late = [n for i, (n, s) in enumerate(zip(names, specs)) if s.adaptation and any(t.modifier for t in specs[:i])]
+    if late:
+        order = [n for n, s in zip(names, specs) if not s.modifier] + [n for n, s in zip(names, specs) if s.modifier]
+        raise ConfigError(
+            Problem("--profile", f"a modifier comes before {late[0]}: modifiers adapt the profile before them",
+                    f"put modifiers last: --profile {','.join(order)}")
+        )
     if not specs[0].adaptation and not specs[0].modifier:
         raise ConfigError(Problem("--profile", f"profile {names[0]} is incomplete"))
     accelerate: dict[str, Any] = {}
