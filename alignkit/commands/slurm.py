@@ -1,0 +1,226 @@
+"""`alignkit slurm submit|status|cancel|logs`: the same launch as `alignkit sft/dpo`, on a Slurm cluster."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from alignkit import ui
+from alignkit.errors import ConfigError, Problem, UsageError
+
+app = typer.Typer(help="The same launch on a Slurm cluster, multi-node, preemption-safe.", no_args_is_help=True,
+                  rich_markup_mode=None)
+
+_RUN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+_EPILOG = ("Any config key can follow as an override, as with `alignkit sft`: --learning_rate=1e-5, "
+           "--output_dir=/shared/runs/x. The output dir must be on a filesystem every node sees. "
+           "The job is requeueable: USR1 arrives --signal-lead seconds before --time runs out, the trainer "
+           "saves a checkpoint, the job requeues itself and resumes from it.")
+
+
+def _safe_file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "job"
+
+
+def _busy_jobs(output_dir: str) -> list[str]:
+    """Jobs alignkit submitted into this output dir that are still queued or running."""
+    import json
+
+    from alignkit import slurm
+
+    path = slurm.registry_path()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    ids = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("output_dir") == output_dir and rec.get("job_id"):
+            ids.append(str(rec["job_id"]))
+    busy = []
+    for jid in dict.fromkeys(ids):
+        info = slurm._from_scontrol(jid)
+        if info is not None and info.active:
+            busy.append(f"{jid} ({info.state})")
+    return busy
+
+
+@app.command(context_settings=_RUN_CONTEXT, epilog=_EPILOG)
+def submit(
+    ctx: typer.Context,
+    task: str = typer.Option(..., "--task", "-t", help="sft or dpo."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Shipped recipe (`alignkit recipes list`)."),
+    config: Optional[List[Path]] = typer.Option(None, "--config", "-c", help="Your YAML (repeatable)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="full | lora | qlora | lora-zero3 | cpu ..."),
+    nodes: int = typer.Option(1, "--nodes", "-N", help="Nodes (one task per node)."),
+    gpus_per_node: int = typer.Option(..., "--gpus-per-node", "-G",
+                                      help="Processes per node: GPUs (on a cpu profile: CPU processes, no GPU "
+                                      "requested)."),
+    job_name: Optional[str] = typer.Option(None, "--job-name", "-J", help="Default: alignkit-<task>-<output dir>."),
+    partition: Optional[str] = typer.Option(None, "--partition"),
+    time: Optional[str] = typer.Option(None, "--time", help="Time limit (Slurm format, e.g. 2:00:00)."),
+    account: Optional[str] = typer.Option(None, "--account"),
+    qos: Optional[str] = typer.Option(None, "--qos"),
+    constraint: Optional[str] = typer.Option(None, "--constraint"),
+    exclusive: bool = typer.Option(False, "--exclusive", help="Whole nodes."),
+    cpus_per_task: Optional[int] = typer.Option(None, "--cpus-per-task", help="CPUs for each node's launcher."),
+    sbatch_arg: Optional[List[str]] = typer.Option(None, "--sbatch-arg",
+                                                   help="Any other sbatch option, e.g. --sbatch-arg=--mem=500G "
+                                                   "(repeatable)."),
+    env_setup: Optional[Path] = typer.Option(None, "--env-setup",
+                                             help="Shell file sourced in the job first (module load ..., "
+                                             "source venv/bin/activate)."),
+    signal_lead: Optional[int] = typer.Option(None, "--signal-lead",
+                                              help="Seconds before the time limit to checkpoint and requeue "
+                                              "(default 300, less for short limits)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the script; write and submit nothing."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Start over in an output dir that holds a different run."),
+) -> None:
+    """Validate like `alignkit sft/dpo`, write the run and an sbatch script into <output_dir>/alignkit/, submit."""
+    from alignkit import slurm
+    from alignkit.commands import train as train_cmd
+    from alignkit.launch import build
+
+    if task not in ("sft", "dpo"):
+        raise UsageError(Problem("--task", f"unknown task {task!r}", "use --task sft or --task dpo"))
+    if nodes < 1:
+        raise UsageError(Problem("--nodes", f"must be at least 1, got {nodes}", "pass --nodes N with N >= 1"))
+    if gpus_per_node < 1:
+        raise UsageError(Problem("--gpus-per-node", f"must be at least 1, got {gpus_per_node}",
+                                 "pass the processes per node (GPUs; CPU processes on a cpu profile)"))
+    if env_setup is not None and not env_setup.is_file():
+        raise UsageError(Problem("--env-setup", f"{env_setup} is not a file",
+                                 "pass a shell file to source, e.g. one with `module load cuda` and "
+                                 "`source /path/venv/bin/activate`"))
+    plan = build.plan_run(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []],
+                          overrides=list(ctx.args), num_gpus=gpus_per_node, num_nodes=nodes, dry_run=dry_run)
+    if plan.config["train"].get("push_to_hub") and not dry_run:
+        import os
+
+        if not any(os.environ.get(v) for v in train_cmd.HUB_TOKEN_VARS):
+            raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
+                                      "export HF_TOKEN=... before submitting (the job inherits it; it is "
+                                      "never written into the script)"))
+    out_dir = Path(plan.output_dir)
+    rdir = build.run_dir(out_dir)
+    name = job_name if job_name is not None else f"alignkit-{task}-{out_dir.name}"
+    script_path = rdir / f"slurm-{_safe_file_part(name)}.sbatch"
+    run_file = rdir / "run.yaml"
+    render_kwargs = dict(
+        job_name=name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, time=time, account=account,
+        qos=qos, constraint=constraint, exclusive=exclusive, extra_sbatch_args=tuple(sbatch_arg or ()),
+        env_setup=str(env_setup) if env_setup else None, log_dir=rdir, run_file=run_file,
+        cpus_per_task=cpus_per_task, signal_lead=signal_lead,
+    )
+    # render first: a value that cannot go into the script is refused before anything is written
+    text = slurm.render_sbatch(plan, **render_kwargs)
+    train_cmd.render_summary(plan)
+    if dry_run:
+        ui.info(f"[dim]dry run: would write {script_path} and submit it; the log would be "
+                f"{rdir}/slurm-<jobid>.out[/dim]")
+        ui.print_out(text)
+        return
+
+    busy = _busy_jobs(str(out_dir))
+    if busy:
+        raise ConfigError(Problem(str(out_dir), f"job {', '.join(busy)} is already running in this output dir",
+                                  "wait for it, cancel it (`alignkit slurm cancel JOBID`), or choose another "
+                                  "--output_dir"))
+    from alignkit.launch import spawn
+
+    claim = spawn.claim_output_dir(plan, overwrite)
+    try:
+        spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
+        slurm.write_script(script_path, text)
+    finally:
+        claim.lock_path.unlink(missing_ok=True)
+    if claim.note:
+        ui.warn(claim.note)
+    job_id = slurm.submit(script_path, record={"output_dir": str(out_dir), "log": str(rdir / "slurm-%j.out"),
+                                               "task": task, "job_name": name, "nodes": nodes,
+                                               "gpus_per_node": gpus_per_node})
+    log = rdir / f"slurm-{job_id}.out"
+    verb = "resumes" if claim.resume else "starts"
+    ui.info(f"[green]submitted[/green] job {job_id} ({name}): {task} {verb} in {out_dir}")
+    ui.info(f"  script: {script_path}")
+    ui.info(f"  log:    {log}")
+    ui.info(f"  watch:  alignkit slurm status {job_id}   ·   alignkit slurm logs {job_id} --follow")
+    ui.print_out(job_id)
+
+
+def _progress_text(p: dict | None) -> str:
+    if not p:
+        return ""
+    step = p.get("step")
+    total = p.get("max_steps")
+    text = f"step {step}" + (f"/{total}" if total else "")
+    if p.get("loss") is not None:
+        text += f", loss {p['loss']:.4g}" if isinstance(p["loss"], (int, float)) else f", loss {p['loss']}"
+    return text
+
+
+@app.command()
+def status(
+    job_id: Optional[str] = typer.Argument(None, metavar="[JOBID]", help="A job id; without it, your queued jobs."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+) -> None:
+    """State, elapsed time, nodes and the run's last logged step/loss."""
+    from alignkit import slurm
+
+    jobs = slurm.status(job_id)
+    if as_json:
+        ui.print_json([j.to_json() for j in jobs] if job_id is None else jobs[0].to_json())
+        return
+    if job_id is None and not jobs:
+        ui.print_out("no jobs in the queue")
+        return
+    from rich.table import Table
+
+    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    for col in ("JOBID", "NAME", "STATE", "ELAPSED", "NODES", "WHERE", "PROGRESS"):
+        t.add_column(col)
+    for j in jobs:
+        where = j.node_list or (f"({j.reason})" if j.reason and j.reason != "None" else "")
+        state = j.state + (f" (restarts {j.restarts})" if j.restarts else "")
+        t.add_row(j.job_id, j.name, state, j.elapsed, j.nodes, where, _progress_text(j.progress))
+    ui.out_console().print(t)
+    if job_id is not None:
+        j = jobs[0]
+        if j.output_dir:
+            ui.print_out(f"output dir: {j.output_dir}")
+        if j.stdout:
+            ui.print_out(f"log: {j.stdout}")
+        if j.exit_code and j.exit_code not in ("0:0", "") and not j.active:
+            ui.print_out(f"exit code: {j.exit_code}")
+
+
+@app.command()
+def cancel(job_id: str = typer.Argument(..., metavar="JOBID")) -> None:
+    """Cancel a job and confirm Slurm did (exit 1 for an unknown or finished job)."""
+    from alignkit import slurm
+
+    info = slurm.cancel(job_id)
+    ui.print_out(f"job {info.job_id}: {info.state}")
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., metavar="JOBID"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+) -> None:
+    """Print a job's log (all nodes, one file; requeued starts append to it)."""
+    from alignkit import slurm
+    from alignkit.secrets import redact
+
+    for chunk in slurm.logs(job_id, follow=follow):
+        sys.stdout.write(redact(chunk))
+        sys.stdout.flush()

@@ -1,0 +1,349 @@
+"""The sbatch renderer, without Slurm: the script is executed by bash with fake `srun`, `scontrol`
+and `accelerate` on PATH, so quoting, per-node expansion and the preemption path are checked by
+what actually runs. The same scripts run on a real cluster in tests/slurm/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from alignkit.errors import RuntimeFailure, UsageError
+from alignkit.launch.plan import BatchMath, LaunchPlan
+from alignkit import slurm
+
+HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j"
+
+
+def make_plan(cmd0: str, *, nodes: int, per_node: int, out: Path, profile: str = "cpu",
+              env: dict | None = None, extra_flags: list[str] | None = None) -> LaunchPlan:
+    world = nodes * per_node
+    rdir = out / "alignkit"
+    command = [cmd0, "launch", "--config_file", str(rdir / "accelerate.yaml"), "--num_processes", str(world),
+               "--num_machines", str(nodes), "--machine_rank", "0", *(extra_flags or []),
+               "-m", "alignkit.train.sft", "--run", str(rdir / "run.yaml")]
+    return LaunchPlan(
+        task="sft", profile=profile, num_nodes=nodes, gpus_per_node=per_node, num_gpus_note=None, world_size=world,
+        batch=BatchMath(4, 2, world, 8 * world, None, False), accelerate_config={"distributed_type": "MULTI_GPU"},
+        deepspeed_config=None, config={"train": {"output_dir": str(out)}}, output_dir=str(out), command=command,
+        env=dict(env if env is not None else {"ACCELERATE_LOG_LEVEL": "info"}),
+    )
+
+
+FAKE_SRUN = r"""#!/bin/bash
+# fake srun: one task per node, SLURM_NODEID set per task; forwards TERM to the tasks
+args=()
+for a in "$@"; do case "$a" in --*) ;; *) args+=("$a") ;; esac; done
+pids=()
+for ((i = 0; i < SLURM_NNODES; i++)); do
+    SLURM_NODEID=$i SLURM_PROCID=$i "${args[@]}" &
+    pids+=($!)
+done
+trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM
+rc=0
+for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do wait "$p"; done
+    wait "$p"; r=$?; [ $r -gt $rc ] && rc=$r
+done
+exit $rc
+"""
+
+FAKE_SCONTROL = r"""#!/bin/bash
+case "$1 $2" in
+    "show hostnames") printf 'node1\nnode2\n' ;;
+    "show node") echo "NodeName=$3 Arch=x86_64 CoresPerSocket=2 NodeAddr=10.1.2.3 NodeHostName=$3 Version=22.05" ;;
+    *) if [ "$1" = requeue ]; then echo "$2" >> "$FAKE_OUT/requeued"; else exit 1; fi ;;
+esac
+"""
+
+FAKE_ACCELERATE = r"""#!/usr/bin/env python3
+import json, os, signal, sys, time
+out = os.environ["FAKE_OUT"]
+node = os.environ.get("SLURM_NODEID", "?")
+rec = {"argv": sys.argv[1:], "node": node, "setup": os.environ.get("SETUP_DONE"),
+       "ip": os.environ.get("ALIGNKIT_MAIN_PROCESS_IP"), "level": os.environ.get("ACCELERATE_LOG_LEVEL"),
+       "token": os.environ.get("HF_TOKEN")}
+with open(os.path.join(out, f"node-{node}.json"), "w") as f:
+    json.dump(rec, f)
+if os.environ.get("FAKE_SLEEP"):
+    def stop(signum, frame):
+        open(os.path.join(out, f"checkpoint-{node}"), "w").write(str(signum))
+        sys.exit(3)
+    signal.signal(signal.SIGTERM, stop)
+    open(os.path.join(out, f".started-{node}"), "w").write(str(os.getpid()))
+    os.replace(os.path.join(out, f".started-{node}"), os.path.join(out, f"started-{node}"))
+    time.sleep(float(os.environ["FAKE_SLEEP"]))
+"""
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("accelerate", FAKE_ACCELERATE)):
+        p = bin_dir / name
+        if name == "accelerate":  # this interpreter, not whatever python3 is on PATH
+            text = f"#!{sys.executable}\n" + text.split("\n", 1)[1]
+        p.write_text(text)
+        p.chmod(0o755)
+    out = tmp_path / "fake-out"
+    out.mkdir()
+    return bin_dir, out
+
+
+def _env(bin_dir: Path, out: Path, nodes: int, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", FAKE_OUT=str(out), SLURM_JOB_ID="1234",
+               SLURM_NNODES=str(nodes), SLURM_JOB_NODELIST="node[1-2]", **extra)
+    return env
+
+
+def _prepare_out(base: Path, name: str) -> Path:
+    out = base / name
+    (out / "alignkit").mkdir(parents=True)
+    (out / "alignkit" / "run.yaml").write_text("task: sft\n")
+    return out
+
+
+def _render(plan, out: Path, **kw) -> str:
+    kw.setdefault("job_name", "job")
+    kw.setdefault("nodes", plan.num_nodes)
+    kw.setdefault("gpus_per_node", plan.gpus_per_node)
+    return slurm.render_sbatch(plan, log_dir=out / "alignkit", run_file=out / "alignkit" / "run.yaml", **kw)
+
+
+def _sbatch_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
+
+
+# ----------------------------------------------------------------------------- what runs on each node
+
+
+def test_each_node_gets_its_own_rank_and_the_same_rendezvous(fakes, tmp_path):
+    bin_dir, fout = fakes
+    out = _prepare_out(tmp_path, "run")
+    plan = make_plan(str(bin_dir / "accelerate"), nodes=2, per_node=4, out=out, profile="full",
+                     extra_flags=["--main_process_ip", "1.1.1.1", "--rdzv_backend=c10d", "--same_network"])
+    script = tmp_path / "job.sbatch"
+    script.write_text(_render(plan, out))
+    res = subprocess.run(["bash", str(script)], env=_env(bin_dir, fout, 2), cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    recs = [json.loads((fout / f"node-{i}.json").read_text()) for i in (0, 1)]
+    for rank, rec in enumerate(recs):
+        argv = rec["argv"]
+        assert argv[0] == "launch"
+        flags = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+        assert flags["--machine_rank"] == str(rank)
+        assert flags["--num_machines"] == "2"
+        assert flags["--num_processes"] == "8"
+        assert flags["--main_process_ip"] == "10.1.2.3"  # NodeAddr of the first host, not a node name
+        assert flags["--main_process_port"] == str(20000 + 1234 % 20000)
+        assert flags["--rdzv_backend"] == "static"
+        # the plan's single-node values are replaced, not duplicated
+        for f in ("--machine_rank", "--num_machines", "--num_processes", "--main_process_ip", "--rdzv_backend"):
+            assert sum(a == f or a.startswith(f + "=") for a in argv) == 1, (f, argv)
+        assert argv.count("--same_network") == 1
+        assert argv[-4:] == ["-m", "alignkit.train.sft", "--run", str(out / "alignkit" / "run.yaml")]
+        assert rec["level"] == "info"
+
+
+def test_hostile_strings_stay_data(fakes, tmp_path):
+    bin_dir, fout = fakes
+    out = _prepare_out(tmp_path, HOSTILE)
+    setup = tmp_path / f"setup {HOSTILE}.sh"
+    setup.write_text("export SETUP_DONE=yes\n")
+    plan = make_plan(str(bin_dir / "accelerate"), nodes=2, per_node=1, out=out)
+    text = _render(plan, out, job_name=HOSTILE, partition="p'art", account='a"cc', qos="q`x`", constraint="c$(x)",
+                   env_setup=str(setup), extra_sbatch_args=["--comment=$(touch PWNED) `x` ; 'y'"],
+                   time="10:00")
+    assert "\n#SBATCH --job-name=" in text
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    res = subprocess.run(["bash", str(script)], env=_env(bin_dir, fout, 2), cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for i in (0, 1):
+        rec = json.loads((fout / f"node-{i}.json").read_text())
+        assert rec["argv"][rec["argv"].index("--run") + 1] == str(out / "alignkit" / "run.yaml")
+        assert rec["argv"][rec["argv"].index("--config_file") + 1] == str(out / "alignkit" / "accelerate.yaml")
+        assert rec["setup"] == "yes"
+    assert not list(tmp_path.rglob("PWNED*")), "a hostile string was executed"
+
+
+@pytest.mark.parametrize("field,kw", [
+    ("--job-name", {"job_name": "a\nb"}),
+    ("--partition", {"partition": "gpu\n#SBATCH --wrap=x"}),
+    ("--account", {"account": "a\rb"}),
+    ("--qos", {"qos": "q\x00"}),
+    ("--constraint", {"constraint": "c\n"}),
+    ("--time", {"time": "1:00\n"}),
+    ("--sbatch-arg #2", {"extra_sbatch_args": ["--mem=1G", "--comment=a\nb"]}),
+    ("--env-setup", {"env_setup": "/x\n/y"}),
+])
+def test_newlines_are_refused_naming_the_field(tmp_path, field, kw):
+    out = _prepare_out(tmp_path, "run")
+    plan = make_plan("accelerate", nodes=1, per_node=1, out=out)
+    with pytest.raises(UsageError) as exc:
+        _render(plan, out, **kw)
+    assert exc.value.problems[0].where == field
+    assert exc.value.exit_code == 2
+
+
+def test_bad_values_are_refused(tmp_path):
+    out = _prepare_out(tmp_path, "run")
+    plan = make_plan("accelerate", nodes=2, per_node=2, out=out)
+    with pytest.raises(UsageError, match="4 processes"):
+        _render(plan, out, nodes=2, gpus_per_node=1)
+    with pytest.raises(UsageError) as exc:
+        _render(plan, out, extra_sbatch_args=["mem=1G"])
+    assert "--sbatch-arg #1" == exc.value.problems[0].where
+    with pytest.raises(UsageError) as exc:
+        _render(plan, out, time="two hours")
+    assert exc.value.problems[0].where == "--time"
+    with pytest.raises(UsageError) as exc:
+        slurm.render_sbatch(plan, job_name="j", nodes=2, gpus_per_node=2, log_dir=tmp_path / "a\\b",
+                            run_file=out / "alignkit" / "run.yaml")
+    assert exc.value.problems[0].where == "log dir"
+
+
+def test_sbatch_header(tmp_path):
+    out = _prepare_out(tmp_path, "run 50%")
+    gpu = make_plan("accelerate", nodes=2, per_node=8, out=out, profile="full")
+    lines = _sbatch_lines(_render(gpu, out, partition="gpu", time="2-00:00:00", exclusive=True, cpus_per_task=32,
+                                  extra_sbatch_args=["--mem=0"]))
+    assert "#SBATCH --nodes=2" in lines
+    assert "#SBATCH --ntasks-per-node=1" in lines
+    assert "#SBATCH --gpus-per-node=8" in lines
+    assert "#SBATCH --cpus-per-task=32" in lines
+    assert "#SBATCH --requeue" in lines
+    assert "#SBATCH --signal=B:USR1@300" in lines
+    assert "#SBATCH --partition=gpu" in lines
+    assert "#SBATCH --time=2-00:00:00" in lines
+    assert "#SBATCH --exclusive" in lines
+    assert "#SBATCH --mem=0" in lines
+    assert "#SBATCH --open-mode=append" in lines
+    # '%' in the directory is doubled so Slurm keeps it; %j is the job id
+    assert f"#SBATCH --output='{out}/alignkit/slurm-%j.out'".replace("50%", "50%%") in lines
+    cpu = make_plan("accelerate", nodes=2, per_node=2, out=out, profile="qlora,cpu")
+    cpu_lines = _sbatch_lines(_render(cpu, out, time="20"))
+    assert not any("gpus" in ln for ln in cpu_lines)  # CPU processes, no GPU request
+    assert "#SBATCH --signal=B:USR1@300" in cpu_lines  # 20 min limit: 300 s lead still fits
+    short = _sbatch_lines(_render(cpu, out, time="2:00"))
+    assert "#SBATCH --signal=B:USR1@30" in short
+
+
+def test_secrets_are_never_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secretvalue123456")
+    out = _prepare_out(tmp_path, "run")
+    plan = make_plan("accelerate", nodes=1, per_node=1, out=out,
+                     env={"HF_TOKEN": "hf_secretvalue123456", "WANDB_API_KEY": "k" * 20, "OK_VAR": "1"})
+    text = _render(plan, out)
+    assert "hf_secretvalue123456" not in text
+    assert "k" * 20 not in text
+    assert "HF_TOKEN=" not in text and "WANDB_API_KEY" not in text
+    assert "export OK_VAR=1" in text
+
+
+def test_python_module_form_and_equals_flags():
+    launch = slurm._split_launch(["/v/bin/python", "-m", "accelerate.commands.launch", "--num_processes=4",
+                                  "--num-machines", "1", "--main_process_port=1234", "--mixed_precision", "bf16",
+                                  "train.py", "--num_processes", "99"])
+    assert launch.prefix == ["/v/bin/python", "-m", "accelerate.commands.launch"]
+    assert launch.flags == ["--mixed_precision", "bf16"]
+    assert launch.target == ["train.py", "--num_processes", "99"]  # the script's own args are untouched
+    assert launch.port == "1234"
+    with pytest.raises(ValueError):
+        slurm._split_launch(["python", "train.py"])
+
+
+@pytest.mark.parametrize("value,seconds", [("90", 5400), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400),
+                                           ("1-02:03", 93780), ("1-00:00:05", 86405), ("UNLIMITED", None)])
+def test_time_limits(value, seconds):
+    assert slurm.parse_time_limit(value) == seconds
+
+
+# ----------------------------------------------------------------------------- preemption
+
+
+def _start_sleeping_job(fakes, tmp_path, nodes=2):
+    bin_dir, fout = fakes
+    out = _prepare_out(tmp_path, "run")
+    plan = make_plan(str(bin_dir / "accelerate"), nodes=nodes, per_node=1, out=out)
+    script = tmp_path / "job.sbatch"
+    script.write_text(_render(plan, out))
+    proc = subprocess.Popen(["bash", str(script)], env=_env(bin_dir, fout, nodes, FAKE_SLEEP="60"), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 30
+    while not all((fout / f"started-{i}").exists() for i in range(nodes)):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    return proc, fout
+
+
+def test_usr1_checkpoints_and_requeues(fakes, tmp_path):
+    proc, fout = _start_sleeping_job(fakes, tmp_path)
+    proc.send_signal(signal.SIGUSR1)  # what Slurm sends to the batch shell --signal-lead s before the limit
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert (fout / "checkpoint-0").read_text() == str(int(signal.SIGTERM))
+    assert (fout / "checkpoint-1").exists()
+    assert (fout / "requeued").read_text().split() == ["1234"]
+    assert "requeueing job 1234" in log
+
+
+def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
+    proc, fout = _start_sleeping_job(fakes, tmp_path, nodes=1)
+    proc.send_signal(signal.SIGTERM)  # scancel / scontrol requeue / preemption: Slurm decides what follows
+    # Slurm delivers the same TERM to the step itself
+    os.kill(int((fout / "started-0").read_text()), signal.SIGTERM)
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 3, log
+    assert (fout / "checkpoint-0").exists()
+    assert not (fout / "requeued").exists()
+
+
+# ----------------------------------------------------------------------------- parsing Slurm's answers
+
+
+def test_parse_keyvals_with_spaces_and_equals_in_values():
+    line = ("JobId=7 JobName=a b Foo=bar UserId=root(0) JobState=RUNNING Reason=None "
+            "Command=/x y/alignkit/slurm-a.sbatch WorkDir=/w StdOut=/x y/alignkit/slurm-7.out Power=")
+    kv = slurm.parse_keyvals(line, slurm._SCONTROL_KEYS)
+    assert kv["JobName"] == "a b Foo=bar"
+    assert kv["JobState"] == "RUNNING"
+    assert kv["StdOut"] == "/x y/alignkit/slurm-7.out"
+    assert slurm._output_dir_from_script(kv["Command"]) == "/x y"
+
+
+def test_run_progress_reads_the_newest_state(tmp_path):
+    assert slurm.run_progress(tmp_path) is None
+    for step, loss in ((10, 2.5), (20, 1.5)):
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "trainer_state.json").write_text(json.dumps({
+            "global_step": step, "max_steps": 30,
+            "log_history": [{"loss": 3.0, "step": 5}, {"loss": loss, "step": step}, {"eval_loss": 9, "step": step}]}))
+    p = slurm.run_progress(tmp_path)
+    assert (p["step"], p["loss"], p["max_steps"]) == (20, 1.5, 30)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 30, "max_steps": 30,
+                                                             "log_history": [{"loss": 0.5, "step": 30}]}))
+    assert slurm.run_progress(tmp_path)["loss"] == 0.5
+
+
+def test_missing_slurm_is_a_clear_runtime_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeFailure) as exc:
+        slurm.submit(tmp_path / "x.sbatch")
+    assert exc.value.problems[0].where == "sbatch"
+    assert exc.value.exit_code == 1
+    with pytest.raises(UsageError):
+        slurm.job_info("12; rm -rf /")
