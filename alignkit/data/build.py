@@ -1,0 +1,408 @@
+"""``alignkit mix build``: freeze a mixture into a directory with a manifest.
+
+Layout of a build directory::
+
+    manifest.json      what went in (sources with file hashes / revisions, seed, config, template,
+                       decontamination) and what came out (rows per source and split, sha256 per file)
+    train.parquet      the mixed rows (+ rendered text columns, listed as derived_columns)
+    test.parquet       when the mixture has a test split
+
+The same inputs give a byte-identical directory. The manifest's ``key`` is a hash of the inputs
+(content hashes of local files, resolved Hub revisions, the data config, the tokenizer files and the
+chat template, the decontamination files); a re-run whose key matches an intact build returns at
+once. The directory is written next to its destination and renamed into place, so readers never
+see half a build. A build directory is a valid ``path:`` source (its derived columns are dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from alignkit.errors import ConfigError, DataError, Problem, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from alignkit.config.data import DataConfig
+
+FORMAT_VERSION = 1
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+
+
+def sha256_file(path: str | Path, progress_task=None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(4 << 20), b""):
+            h.update(chunk)
+            if progress_task is not None:
+                progress_task.advance(len(chunk))
+    return h.hexdigest()
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _is_full_sha(rev: str | None) -> bool:
+    return bool(rev) and len(rev) == 40 and all(c in "0123456789abcdef" for c in rev.lower())
+
+
+def resolve_hub_revision(repo_id: str, revision: str | None, repo_type: str = "dataset") -> str | None:
+    """The commit a Hub revision points at, or None when the Hub cannot be asked (offline)."""
+    if _is_full_sha(revision):
+        return revision
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        info = api.dataset_info(repo_id, revision=revision) if repo_type == "dataset" else api.model_info(repo_id, revision=revision)
+        return info.sha
+    except Exception:  # noqa: BLE001 - unreachable Hub: no cache key, the build itself reports errors
+        return None
+
+
+def source_fingerprint(src, progress=None) -> dict:
+    """What identifies a source's content: file hashes, or the resolved Hub commit."""
+    from alignkit.data.mixer import source_files
+
+    if src.id is not None:
+        resolved = resolve_hub_revision(src.id, src.revision)
+        return {"kind": "hub", "id": src.id, "revision": src.revision, "resolved_revision": resolved}
+    kind, files = source_files(src)
+    if not files:
+        raise DataError(Problem(where=f"source {src.path}", message=f"no files for split {src.split!r}", fix="check the path and split"))
+    bar = progress.task(f"hashing {Path(src.path).name}", sum(f.stat().st_size for f in files)) if progress else None
+    entries = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f, bar)} for f in files]
+    return {"kind": kind, "files": entries}
+
+
+def tokenizer_fingerprint(name_or_path: str | None, revision: str | None = None) -> str | None:
+    """A hash of the tokenizer's files (template, special tokens), without importing transformers;
+    None when they are not available locally (then the build is not cached)."""
+    if not name_or_path:
+        return None
+    path = Path(os.path.expanduser(name_or_path))
+    found: list[tuple[str, str]] = []
+    if path.is_dir():
+        for name in TOKENIZER_FILES:
+            f = path / name
+            if f.is_file():
+                found.append((name, sha256_file(f)))
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for name in TOKENIZER_FILES:
+                f = try_to_load_from_cache(name_or_path, name, revision=revision)
+                if isinstance(f, str) and os.path.isfile(f):
+                    found.append((name, sha256_file(f)))
+        except Exception:  # noqa: BLE001
+            return None
+    if not any(n == "tokenizer_config.json" for n, _ in found):
+        return None
+    return hashlib.sha256(_canonical(found).encode()).hexdigest()
+
+
+def _template_file_hash(data: "DataConfig") -> str | None:
+    from alignkit.data.chat import BUILTIN_TEMPLATES
+
+    value = data.chat_template
+    if not value or value in BUILTIN_TEMPLATES or "{{" in value or "{%" in value:
+        return None
+    p = Path(os.path.expanduser(value))
+    return sha256_file(p) if p.is_file() else None
+
+
+def input_key(
+    data: "DataConfig",
+    task: str,
+    fingerprints: list[dict],
+    *,
+    render: bool,
+    tokenizer_fp: str | None,
+    decontam: dict | None,
+) -> str | None:
+    """The manifest key of a build; None when some input cannot be pinned (then never cached)."""
+    for fp in fingerprints:
+        if fp["kind"] == "hub" and not fp.get("resolved_revision"):
+            return None
+    if render and tokenizer_fp is None:
+        return None
+    from alignkit.data.chat import BUILTIN_TEMPLATES
+
+    builtin = None
+    if data.chat_template in BUILTIN_TEMPLATES or (not data.chat_template):
+        # built-in templates ship with alignkit: hash their text so editing one invalidates builds
+        from alignkit.data.chat import builtin_template
+
+        names = [data.chat_template] if data.chat_template else [data.chat_template_fallback]
+        builtin = {n: hashlib.sha256(builtin_template(n).encode()).hexdigest() for n in names if n in BUILTIN_TEMPLATES}
+    payload = {
+        "format": FORMAT_VERSION,
+        "task": task,
+        "data": data.model_dump(mode="json", exclude={"preprocessing_num_workers"}),
+        "sources": [
+            {k: v for k, v in fp.items() if k != "files"} | {"files": [(f["bytes"], f["sha256"]) for f in fp.get("files", [])]}
+            for fp in fingerprints
+        ],
+        "render": render,
+        "tokenizer": tokenizer_fp if render else None,
+        "template_file": _template_file_hash(data) if render else None,
+        "builtin_templates": builtin if render else None,
+        "decontamination": decontam,
+    }
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def verify_build(directory: Path, manifest: dict) -> bool:
+    """Every split file is present with its recorded size and hash."""
+    for info in manifest.get("splits", {}).values():
+        f = directory / info["file"]
+        if not f.is_file() or f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:
+            return False
+    return True
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    cached: bool
+    manifest: dict
+
+    def as_json(self) -> dict:
+        m = self.manifest
+        return {
+            "output": str(self.output),
+            "cached": self.cached,
+            "key": m.get("key"),
+            "splits": {k: {"rows": v["rows"], "sha256": v["sha256"]} for k, v in m.get("splits", {}).items()},
+            "sources": m.get("sources"),
+            "decontamination": m.get("decontamination"),
+        }
+
+
+def _write_parquet(table, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, str(path), compression="zstd", row_group_size=50_000)
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None, *, trust_remote_code: bool = False):
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any loading failure is a config problem to fix
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            Problem(
+                where="model.tokenizer_name_or_path",
+                message=f"cannot load tokenizer {name_or_path!r}: {msg}"[:400],
+                fix="give a local tokenizer directory (--tokenizer DIR) or a Hub id reachable from here",
+            )
+        ) from None
+
+
+def build_mixture(
+    data: "DataConfig",
+    task: str,
+    output: str | Path,
+    *,
+    tokenizer_name: str | None = None,
+    tokenizer_revision: str | None = None,
+    tokenizer=None,
+    render: bool = True,
+    eval_files: list[str] | tuple[str, ...] = (),
+    ngram: int = 13,
+    overwrite: bool = False,
+    console=None,
+) -> BuildResult:
+    """Materialize the mixture into ``output`` (see module doc). ``render`` adds the chat-template
+    rendering of every row (needs a tokenizer); ``eval_files`` drops rows contaminated with those
+    evaluation prompts and records them in the manifest."""
+    import alignkit
+    from alignkit.data.mixer import MANIFEST, _is_build_dir, progress_for, read_manifest, source_label
+
+    out = Path(os.path.expanduser(str(output)))
+    if render and tokenizer is None and not tokenizer_name:
+        render = False
+    if out.exists() and not out.is_dir():
+        raise UsageError(Problem(where=str(out), message="exists and is not a directory", fix="choose another --output"))
+
+    with progress_for(console) as prog:
+        fingerprints = [source_fingerprint(s, prog) for s in data.mixture]
+        decontam = None
+        if eval_files:
+            from alignkit.data.decontaminate import file_sha256
+
+            decontam = {"ngram": ngram, "files": [file_sha256(f) if Path(f).is_file() else f for f in eval_files]}
+        tok_fp = tokenizer_fingerprint(tokenizer_name, tokenizer_revision) if render else None
+        key = input_key(data, task, fingerprints, render=render, tokenizer_fp=tok_fp, decontam=decontam)
+
+        if out.is_dir() and any(out.iterdir()):
+            previous = read_manifest(out) if _is_build_dir(out) else None
+            if previous is not None and key is not None and previous.get("key") == key and verify_build(out, previous):
+                return BuildResult(out, True, previous)
+            if not overwrite:
+                what = "a mix build of different inputs" if previous is not None else "not empty and not a mix build"
+                raise UsageError(
+                    Problem(where=str(out), message=f"is {what}", fix="pass --overwrite to replace it, or choose another --output")
+                )
+
+    from alignkit.data.mixer import mix
+
+    result = mix(data, task, console=console)
+    tables = dict(result.tables)
+    decon_record = None
+    with progress_for(console) as prog:
+        if eval_files and "train" in tables:
+            from alignkit.data.decontaminate import find_contamination
+
+            cont = find_contamination(
+                tables["train"], task, result.indices["train"], list(data.mixture), list(eval_files),
+                ngram=ngram, workers=data.preprocessing_num_workers, progress=prog,
+            )
+            if cont.positions:
+                import numpy as np
+                import pyarrow as pa
+
+                keep = np.ones(tables["train"].num_rows, dtype=bool)
+                keep[np.asarray(cont.positions, dtype=np.int64)] = False
+                kept = np.nonzero(keep)[0]
+                tables["train"] = tables["train"].take(pa.array(kept))
+                from alignkit.data.mixer import SplitIndices
+
+                si = result.indices["train"]
+                result.indices["train"] = SplitIndices(si.src[kept], si.row[kept])
+            decon_record = cont.as_json(dropped=True)
+
+        template_record = None
+        derived: list[str] = []
+        if render:
+            from alignkit.data.chat import Renderer, render_table, rendered_column_names, resolve_chat_template_with_origin
+
+            tok = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_name, tokenizer_revision)
+            template, origin = resolve_chat_template_with_origin(tok, data)
+            renderer = Renderer(tok, template, insert_system=data.auto_insert_empty_system_msg)
+            import pyarrow as pa
+
+            for split, table in list(tables.items()):
+                si = result.indices[split]
+
+                def describe(pos: int, si=si, split=split) -> str:
+                    return f"source {source_label(data.mixture[int(si.src[pos])])} row {int(si.row[pos])} ({split} split)"
+
+                cols = render_table(table, task, renderer, workers=data.preprocessing_num_workers, progress=prog, describe_row=describe)
+                for name, values in cols.items():
+                    table = table.append_column(name, pa.array(values, type=pa.string()))
+                tables[split] = table
+            derived = rendered_column_names(task)
+            template_record = {
+                "origin": origin,
+                "sha256": hashlib.sha256(template.encode()).hexdigest(),
+                "tokenizer": tokenizer_name,
+                "insert_empty_system": data.auto_insert_empty_system_msg,
+            }
+
+        # write next to the destination, then rename into place
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            splits_info: dict[str, dict] = {}
+            for split, table in tables.items():
+                f = tmp / f"{split}.parquet"
+                _write_parquet(table, f)
+            bar = prog.task("hashing output", sum((tmp / f"{s}.parquet").stat().st_size for s in tables))
+            for split, table in tables.items():
+                f = tmp / f"{split}.parquet"
+                splits_info[split] = {
+                    "file": f.name,
+                    "rows": table.num_rows,
+                    "bytes": f.stat().st_size,
+                    "sha256": sha256_file(f, bar),
+                    "columns": table.column_names,
+                }
+            sources = []
+            plan = result.plan
+            for i, (src, fp, ls, val) in enumerate(zip(data.mixture, fingerprints, result.loaded, result.validation)):
+                rows = {}
+                for split, si in result.indices.items():
+                    rows[split] = int((si.src == i).sum())
+                entry = {
+                    "index": i,
+                    "name": src.name,
+                    "id": src.id,
+                    "path": src.path,
+                    "config": src.config,
+                    "split": src.split,
+                    "is_test": src.is_test,
+                    "weight": None if src.is_test else src.weight,
+                    "columns": src.columns,
+                    "revision": src.revision,
+                    "resolved_revision": fp.get("resolved_revision"),
+                    "kind": fp["kind"],
+                    "files": fp.get("files", []),
+                    "rows_available": ls.table.num_rows,
+                    "rows_invalid": val.n_invalid,
+                    "rows": rows,
+                }
+                if ls.info.get("fingerprint") and fp["kind"] == "hub":
+                    entry["datasets_fingerprint"] = ls.info["fingerprint"]
+                sources.append(entry)
+            manifest = {
+                BUILD_MARKER_KEY: FORMAT_VERSION,
+                "key": key,
+                "task": task,
+                "seed": data.mix_seed,
+                "test_from": plan.test_from,
+                "data": data.model_dump(mode="json", exclude={"preprocessing_num_workers"}),
+                "sources": sources,
+                "splits": splits_info,
+                "derived_columns": derived,
+                "chat_template": template_record,
+                "decontamination": decon_record,
+                "warnings": plan.warnings,
+                "alignkit_version": alignkit.__version__,
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.chmod(tmp, 0o755)
+            _swap_into_place(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return BuildResult(out, False, manifest)
+
+
+BUILD_MARKER_KEY = "alignkit_mix"
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+            os.rename(tmp, out)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old.rmdir()
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)

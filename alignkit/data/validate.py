@@ -1,0 +1,418 @@
+"""Row validation for SFT and DPO data, before anything is trained.
+
+SFT rows need ``messages``: a list of ``{role, content}`` with roles system/user/assistant, a system
+turn only at the start, at least one user turn, and an assistant turn at the end.
+
+DPO rows are normalized to one conversational form, ``prompt`` / ``chosen`` / ``rejected`` as message
+lists (the prompt ends with a user turn, chosen and rejected are the assistant continuations). The
+accepted inputs are:
+
+* ``chosen`` and ``rejected`` as full conversations sharing the prompt (ultrafeedback_binarized);
+  a ``prompt`` column, if present, must then be a prefix of both or it is taken as the prompt of
+  completion-only lists (TRL's conversational form);
+* ``prompt`` (a string or a message list) plus ``chosen`` and ``rejected`` as strings.
+
+Problems name the source, the row index (0-based, in the source as loaded) and what is wrong. All
+rows are checked; the error lists the first ones and counts the rest. With ``skip_invalid`` the bad
+rows are dropped and counted per source.
+
+Only pyarrow/numpy are used here (imported inside functions): no ``datasets`` or ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from alignkit.errors import DataError, Problem
+
+ROLES = ("system", "user", "assistant")
+SFT_COLUMNS = ("messages",)
+DPO_COLUMNS = ("prompt", "chosen", "rejected")
+SKIP_FIX = "fix the rows, or set data.skip_invalid: true (--skip-invalid) to drop invalid rows and count them"
+PROBLEM_CAP = 20
+
+
+def task_columns(task: str) -> tuple[str, ...]:
+    if task == "sft":
+        return SFT_COLUMNS
+    if task == "dpo":
+        return DPO_COLUMNS
+    raise ValueError(f"unknown task {task!r}")
+
+
+def message_type():
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+
+@dataclass
+class RowProblem:
+    row: int
+    message: str
+
+
+@dataclass
+class SourceValidation:
+    """What validation found in one source."""
+
+    source: str  # display name, e.g. "data/chat.jsonl (train)"
+    rows: int
+    bad_rows: Any = None  # numpy int64 array of invalid row indices (all of them)
+    problems: list[RowProblem] = field(default_factory=list)  # the first PROBLEM_CAP, with messages
+    source_problems: list[Problem] = field(default_factory=list)  # the whole source is unusable
+    locate: Any = None  # callable row -> " (file x.jsonl row 3)" suffix, or None
+
+    @property
+    def n_invalid(self) -> int:
+        return 0 if self.bad_rows is None else int(len(self.bad_rows))
+
+    @property
+    def n_valid(self) -> int:
+        return self.rows - self.n_invalid
+
+
+# ----------------------------------------------------------------------------------------------
+# single-row checks (the reference: the vectorized SFT check must agree with these)
+
+
+def check_message_list(msgs: Any, name: str) -> str | None:
+    """Structural check of a message list; returns the first problem or None."""
+    if msgs is None:
+        return f"{name} is missing (null)"
+    if not isinstance(msgs, list):
+        return f"{name} is a {type(msgs).__name__}, not a list of {{role, content}} messages"
+    if not msgs:
+        return f"{name} is empty"
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return f"{name}[{i}] is not a {{role, content}} object"
+        role = m.get("role")
+        if role is None:
+            return f"{name}[{i}] has no role"
+        if role not in ROLES:
+            return f"{name}[{i}].role is {role!r}; expected system, user or assistant"
+        content = m.get("content")
+        if content is None:
+            return f"{name}[{i}] ({role}) has no content"
+        if not isinstance(content, str):
+            return f"{name}[{i}].content is a {type(content).__name__}, not a string"
+        if role == "system" and i > 0:
+            return f"{name}[{i}] is a system turn after the start; only the first turn may be system"
+    return None
+
+
+def check_sft_messages(msgs: Any) -> str | None:
+    """The first problem with an SFT ``messages`` value, or None when it is valid."""
+    problem = check_message_list(msgs, "messages")
+    if problem:
+        return problem
+    if not any(m["role"] == "user" for m in msgs):
+        return "messages has no user turn"
+    last = msgs[-1]["role"]
+    if last != "assistant":
+        return f"messages ends with a {last} turn; SFT rows must end with an assistant turn"
+    return None
+
+
+def _as_prompt_messages(prompt: Any) -> tuple[list | None, str | None]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            return None, "prompt is empty"
+        return [{"role": "user", "content": prompt}], None
+    problem = check_message_list(prompt, "prompt")
+    if problem:
+        return None, problem
+    return [{"role": m["role"], "content": m["content"]} for m in prompt], None
+
+
+def _strip(msgs: list) -> list:
+    return [{"role": m["role"], "content": m["content"]} for m in msgs]
+
+
+def normalize_preference(row: dict) -> tuple[tuple[list, list, list] | None, str | None]:
+    """Turn one DPO row into (prompt, chosen, rejected) message lists, or return the problem.
+
+    The prompt ends with a user turn; chosen and rejected are assistant continuations of it.
+    """
+    if "chosen" not in row or "rejected" not in row:
+        return None, "needs 'chosen' and 'rejected'"
+    chosen, rejected = row["chosen"], row["rejected"]
+    has_prompt = row.get("prompt") is not None
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        if not has_prompt:
+            return None, "chosen and rejected are strings but there is no prompt"
+        prompt, problem = _as_prompt_messages(row["prompt"])
+        if problem:
+            return None, problem
+        c = [{"role": "assistant", "content": chosen}]
+        r = [{"role": "assistant", "content": rejected}]
+    elif isinstance(chosen, list) and isinstance(rejected, list):
+        for name, value in (("chosen", chosen), ("rejected", rejected)):
+            problem = check_message_list(value, name)
+            if problem:
+                return None, problem
+        chosen, rejected = _strip(chosen), _strip(rejected)
+        if has_prompt:
+            prompt, problem = _as_prompt_messages(row["prompt"])
+            if problem:
+                return None, problem
+            k = len(prompt)
+            if chosen[:k] == prompt and rejected[:k] == prompt:
+                c, r = chosen[k:], rejected[k:]  # full conversations that start with the prompt
+            else:
+                c, r = chosen, rejected  # completion-only lists (TRL's conversational form)
+        else:
+            k = 0
+            while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
+                k += 1
+            # the prompt ends at the last user turn of the shared part
+            while k > 0 and chosen[k - 1]["role"] != "user":
+                k -= 1
+            if k == 0:
+                return None, "chosen and rejected share no prompt (no common turns ending with a user turn) and there is no prompt column"
+            prompt, c, r = chosen[:k], chosen[k:], rejected[k:]
+    else:
+        return None, (
+            f"chosen is a {type(chosen).__name__} and rejected a {type(rejected).__name__}; "
+            "both must be message lists or both strings"
+        )
+    if not prompt:
+        return None, "prompt is empty"
+    if any(m["role"] == "system" for m in prompt[1:]):
+        return None, "prompt has a system turn after the start; only the first turn may be system"
+    if prompt[-1]["role"] != "user":
+        return None, f"the prompt's last turn is {prompt[-1]['role']}; it must end with a user turn"
+    for name, comp in (("chosen", c), ("rejected", r)):
+        if not comp:
+            return None, f"{name} has no reply after the prompt"
+        if comp[0]["role"] != "assistant" or comp[-1]["role"] != "assistant":
+            return None, f"{name} must be assistant turns after the prompt (got {[m['role'] for m in comp]})"
+        if any(m["role"] == "system" for m in comp):
+            return None, f"{name} contains a system turn"
+    if c == r:
+        return None, "chosen and rejected are identical"
+    return (prompt, c, r), None
+
+
+# ----------------------------------------------------------------------------------------------
+# table-level validation
+
+
+def _is_message_list_type(t) -> bool:
+    import pyarrow as pa
+
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return False
+    item = t.value_type
+    if not pa.types.is_struct(item):
+        return False
+    names = {item.field(i).name: item.field(i).type for i in range(item.num_fields)}
+    ok = (pa.string(), pa.large_string())
+    return "role" in names and "content" in names and names["role"] in ok and names["content"] in ok
+
+
+def _bad_sft_rows_vectorized(chunk) -> "Any":
+    """Indices (within the chunk) of rows with a problem; agrees with check_sft_messages."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(chunk)
+    bad = np.zeros(n, dtype=bool)
+    if n == 0:
+        return np.nonzero(bad)[0]
+    valid_rows = chunk.is_valid().to_numpy(zero_copy_only=False)
+    bad |= ~valid_rows
+    lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False)
+    bad |= lengths == 0
+    flat = pc.list_flatten(chunk)
+    if len(flat) == 0:
+        return np.nonzero(bad)[0]
+    parent = pc.list_parent_indices(chunk).to_numpy(zero_copy_only=False)
+    struct_valid = flat.is_valid().to_numpy(zero_copy_only=False)
+    role = pc.struct_field(flat, "role")
+    content = pc.struct_field(flat, "content")
+    role_ok = pc.fill_null(pc.is_in(role, value_set=pa.array(ROLES)), False).to_numpy(zero_copy_only=False)
+    content_ok = content.is_valid().to_numpy(zero_copy_only=False)
+    # position of each message in its list
+    starts = np.zeros(n, dtype=np.int64)
+    starts[1:] = np.cumsum(lengths)[:-1]
+    pos = np.arange(len(flat)) - starts[parent]
+    def _eq(value):
+        return pc.fill_null(pc.equal(role, value), False).to_numpy(zero_copy_only=False)
+
+    is_system, is_user, is_assistant = _eq("system"), _eq("user"), _eq("assistant")
+    elem_bad = ~struct_valid | ~role_ok | ~content_ok | (is_system & (pos > 0))
+    bad[parent[elem_bad]] = True
+    has_user = np.zeros(n, dtype=bool)
+    has_user[parent[is_user]] = True
+    bad |= ~has_user & (lengths > 0)
+    nonempty = lengths > 0
+    last_idx = starts[nonempty] + lengths[nonempty] - 1
+    last_bad = np.zeros(n, dtype=bool)
+    last_bad[np.nonzero(nonempty)[0]] = ~is_assistant[last_idx]
+    bad |= last_bad
+    return np.nonzero(bad)[0]
+
+
+def _parse_json_messages(values: list) -> list:
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass  # left as a string: the row check reports it
+        out.append(v)
+    return out
+
+
+def validate_sft(table, source: str, *, locate=None) -> tuple[Any, SourceValidation]:
+    """Check ``messages`` in every row. Returns the (possibly normalized) table and the findings."""
+    import numpy as np
+    import pyarrow as pa
+
+    result = SourceValidation(source=source, rows=table.num_rows, locate=locate)
+    if "messages" not in table.column_names:
+        result.source_problems.append(
+            Problem(
+                where=f"source {source}",
+                message=f"has no 'messages' column (columns: {', '.join(table.column_names) or 'none'})",
+                fix="SFT needs a 'messages' list of {role, content}; rename the column, or pick it with "
+                "'columns:' if it has another name in a save_to_disk dataset",
+            )
+        )
+        return table, result
+    col = table.column("messages")
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or not _is_message_list_type(col.type):
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                # e.g. content given as a list of blocks: not supported for text chat templates
+                result.source_problems.append(
+                    Problem(
+                        where=f"source {source}",
+                        message=f"column 'messages' has type {col.type}; expected a list of {{role: string, content: string}}",
+                        fix="convert message contents to plain strings",
+                    )
+                )
+                return table, result
+        # JSON-encoded messages (e.g. from CSV): parse them, then check row by row
+        values = _parse_json_messages(col.to_pylist())
+        bad, problems = [], []
+        for i, v in enumerate(values):
+            problem = check_sft_messages(v)
+            if problem:
+                bad.append(i)
+                if len(problems) < PROBLEM_CAP:
+                    problems.append(RowProblem(i, problem))
+        result.bad_rows = np.asarray(bad, dtype=np.int64)
+        result.problems = problems
+        bad_set = set(bad)
+        arr = pa.array([None if i in bad_set else _strip(v) for i, v in enumerate(values)], type=message_type())
+        table = table.set_column(table.column_names.index("messages"), "messages", arr)
+        return table, result
+    bad_parts, offset = [], 0
+    for chunk in col.chunks:
+        bad_parts.append(_bad_sft_rows_vectorized(chunk) + offset)
+        offset += len(chunk)
+    bad = np.concatenate(bad_parts) if bad_parts else np.zeros(0, dtype=np.int64)
+    result.bad_rows = bad.astype(np.int64)
+    if len(bad):
+        first = bad[:PROBLEM_CAP]
+        rows = table.select(["messages"]).take(pa.array(first)).column("messages").to_pylist()
+        for i, v in zip(first.tolist(), rows):
+            result.problems.append(RowProblem(i, check_sft_messages(v) or "invalid row"))
+    return table, result
+
+
+def validate_dpo(table, source: str, *, locate=None) -> tuple[Any, SourceValidation]:
+    """Check and normalize preference rows to prompt/chosen/rejected message lists."""
+    import numpy as np
+    import pyarrow as pa
+
+    result = SourceValidation(source=source, rows=table.num_rows, locate=locate)
+    missing = [c for c in ("chosen", "rejected") if c not in table.column_names]
+    if missing:
+        result.source_problems.append(
+            Problem(
+                where=f"source {source}",
+                message=f"has no {' or '.join(repr(m) for m in missing)} column (columns: {', '.join(table.column_names) or 'none'})",
+                fix="DPO needs 'chosen' and 'rejected' (message lists sharing the prompt) or "
+                "'prompt' + 'chosen' + 'rejected'",
+            )
+        )
+        return table, result
+    cols = {c: table.column(c).to_pylist() for c in DPO_COLUMNS if c in table.column_names}
+    n = table.num_rows
+    prompts, chosens, rejecteds, bad, problems = [], [], [], [], []
+    has_prompt = "prompt" in cols
+    for i in range(n):
+        row = {"chosen": cols["chosen"][i], "rejected": cols["rejected"][i]}
+        if has_prompt:
+            row["prompt"] = cols["prompt"][i]
+        norm, problem = normalize_preference(row)
+        if problem:
+            bad.append(i)
+            if len(problems) < PROBLEM_CAP:
+                problems.append(RowProblem(i, problem))
+            prompts.append(None)
+            chosens.append(None)
+            rejecteds.append(None)
+        else:
+            prompts.append(norm[0])
+            chosens.append(norm[1])
+            rejecteds.append(norm[2])
+    result.bad_rows = np.asarray(bad, dtype=np.int64)
+    result.problems = problems
+    mt = message_type()
+    for name, values in (("prompt", prompts), ("chosen", chosens), ("rejected", rejecteds)):
+        arr = pa.array(values, type=mt)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, arr)
+        else:
+            table = table.append_column(name, arr)
+    return table, result
+
+
+def validate_table(table, task: str, source: str, *, locate=None):
+    if task == "sft":
+        return validate_sft(table, source, locate=locate)
+    if task == "dpo":
+        return validate_dpo(table, source, locate=locate)
+    raise ValueError(f"unknown task {task!r}")
+
+
+def raise_for_problems(results: Iterable[SourceValidation], *, skip_invalid: bool, cap: int = PROBLEM_CAP) -> None:
+    """Raise one DataError listing every unusable source and the first ``cap`` invalid rows."""
+    results = list(results)
+    problems: list[Problem] = []
+    for r in results:
+        problems.extend(r.source_problems)
+    if problems:
+        raise DataError(problems, title="invalid data sources")
+    if skip_invalid:
+        return
+    total = sum(r.n_invalid for r in results)
+    if not total:
+        return
+    shown = 0
+    for r in results:
+        for p in r.problems:
+            if shown >= cap:
+                break
+            suffix = r.locate(p.row) if r.locate else ""
+            problems.append(Problem(where=f"source {r.source} row {p.row}{suffix}", message=p.message, fix=SKIP_FIX))
+            shown += 1
+    if total > shown:
+        per = ", ".join(f"{r.source}: {r.n_invalid}" for r in results if r.n_invalid)
+        problems.append(
+            Problem(
+                where="data.mixture",
+                message=f"and {total - shown} more invalid rows ({total} in all; per source: {per})",
+                fix=SKIP_FIX,
+            )
+        )
+    raise DataError(problems, title=f"{total} invalid row{'s' if total != 1 else ''}")

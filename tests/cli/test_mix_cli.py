@@ -1,0 +1,272 @@
+"""`alignkit mix preview|build|decontaminate` through typer's CliRunner.
+
+To run these through the main app instead of the sub-app, change APP_MODULE and PREFIX below only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alignkit.errors import DataError, UsageError
+
+APP_MODULE = "alignkit.commands.mix"  # main app: "alignkit.cli"
+PREFIX: list[str] = []  # main app: ["mix"]
+APP = importlib.import_module(APP_MODULE).app
+REPO = Path(__file__).resolve().parents[2]
+
+MT_Q = "Compose an engaging travel blog post about a recent trip to Hawaii, highlighting cultural experiences and must-see attractions."
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(APP, [*PREFIX, *args])
+
+
+def ok(*args: str):
+    r = invoke(*args)
+    assert r.exit_code == 0, (r.output, r.exception)
+    return r
+
+
+def as_json(*args: str) -> dict:
+    return json.loads(ok(*args, "--json").stdout)
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def make_tokenizer_dir(path: Path, template: str | None = "zephyr") -> str:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from alignkit.data.chat import builtin_template
+
+    core = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "<pad>": 3}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    if template:
+        tok.chat_template = builtin_template(template)
+    tok.save_pretrained(str(path))
+    return str(path)
+
+
+def sft(user: str, reply: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Two SFT sources with long-tailed reply lengths, a test source, a tokenizer and a data file."""
+    a = [sft(f"question a{i}", " ".join(["word"] * (1 + (i * i) % 37))) for i in range(60)]
+    b = [sft(f"question b{i}", "short") for i in range(10)]
+    t = [sft(f"question t{i}", "reply") for i in range(5)]
+    write_jsonl(tmp_path / "a.jsonl", a)
+    write_jsonl(tmp_path / "b.jsonl", b)
+    write_jsonl(tmp_path / "t.jsonl", t)
+    (tmp_path / "data.yaml").write_text(
+        "data:\n"
+        "  mixture:\n"
+        f"    - {{path: {tmp_path / 'a.jsonl'}, weight: 0.5}}\n"
+        f"    - {{path: {tmp_path / 'b.jsonl'}, weight: 2}}\n"
+        f"    - {{path: {tmp_path / 't.jsonl'}, split: test}}\n"
+    )
+    make_tokenizer_dir(tmp_path / "tok")
+    return tmp_path
+
+
+def nearest_rank(values, p):
+    s = sorted(values)
+    import math
+
+    return s[max(1, math.ceil(p / 100 * len(s))) - 1]
+
+
+def test_preview_json_counts_tokens_and_samples(project):
+    from transformers import AutoTokenizer
+
+    from alignkit.config.data import DataConfig
+    from alignkit.data.mixer import mix
+
+    out = as_json("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"),
+                  "--max-length", "40", "--samples", "3")
+    train = out["splits"]["train"]
+    assert train["rows"] == 30 + 20
+    assert [(s["name"], s["split"], s["weight"], s["rows"]) for s in train["sources"]] == [
+        (str(project / "a.jsonl"), "train", 0.5, 30),
+        (str(project / "b.jsonl"), "train", 2.0, 20),
+    ]
+    assert out["splits"]["test"]["rows"] == 5
+    assert out["splits"]["test"]["sources"][0]["weight"] is None
+    # token lengths, recomputed independently with the tokenizer's own apply_chat_template
+    import yaml
+
+    data = DataConfig.model_validate(yaml.safe_load((project / "data.yaml").read_text())["data"])
+    rows = mix(data, "sft").tables["train"].column("messages").to_pylist()
+    tok = AutoTokenizer.from_pretrained(str(project / "tok"))
+    lengths = [len(tok.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"]) for m in rows]
+    stats = out["tokens"]["splits"]["train"]
+    assert (stats["p50"], stats["p95"], stats["max"]) == (nearest_rank(lengths, 50), nearest_rank(lengths, 95), max(lengths))
+    over = sum(1 for x in lengths if x > 40)
+    assert 0 < over < len(lengths)
+    assert stats["over_max_length"] == over
+    assert stats["over_max_length_pct"] == round(100 * over / len(lengths), 2)
+    assert stats["rows_measured"] == 50 and stats["sampled"] is False
+    assert out["tokens"]["chat_template"] == "tokenizer"
+    assert len(out["samples"]) == 3
+    assert out["samples"][0]["text"].startswith("<|user|>\nquestion ")
+    # a sample of rows when asked for fewer
+    small = as_json("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"),
+                    "--stats-rows", "10", "--samples", "0")
+    assert small["tokens"]["splits"]["train"]["rows_measured"] == 10
+    assert small["tokens"]["splits"]["train"]["sampled"] is True
+
+
+def test_preview_human_output_and_overrides(project):
+    r = ok("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"),
+           "--data.mix_seed=7", "--samples", "1")
+    assert "train split" in r.stdout and "test split" in r.stdout
+    assert "token lengths" in r.stdout and "sample 0" in r.stdout
+    # without a tokenizer: counts and raw samples only
+    out = as_json("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--samples", "1")
+    assert out["tokens"] is None
+    assert out["samples"][0]["raw"]["messages"][0]["role"] == "user"
+    r = invoke("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--learning_rate=1")
+    assert isinstance(r.exception, UsageError) and r.exception.exit_code == 2
+
+
+def test_invalid_rows_fail_with_source_and_row_or_are_skipped(project):
+    write_jsonl(project / "bad.jsonl", [sft("q", "a"), {"messages": [{"role": "user", "content": "q"}]}])
+    (project / "bad.yaml").write_text(f"data:\n  mixture:\n    - {{path: {project / 'bad.jsonl'}}}\n")
+    r = invoke("preview", "--task", "sft", "--data", str(project / "bad.yaml"))
+    assert isinstance(r.exception, DataError) and r.exception.exit_code == 2
+    assert f"source {project / 'bad.jsonl'} (train) row 1: messages ends with a user turn" in str(r.exception)
+    out = as_json("preview", "--task", "sft", "--data", str(project / "bad.yaml"), "--skip-invalid")
+    assert out["splits"]["train"]["rows"] == 1
+    assert out["splits"]["train"]["sources"][0]["invalid"] == 1
+
+
+def test_no_inputs_is_a_usage_error():
+    r = invoke("preview", "--task", "sft")
+    assert isinstance(r.exception, UsageError)
+    r = invoke("preview", "--task", "kto", "--data", "x.yaml")
+    assert isinstance(r.exception, UsageError)
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_build_is_byte_identical_cached_and_atomic(project):
+    args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok")]
+    first = as_json("build", *args, "--output", str(project / "out1"))
+    assert first["cached"] is False
+    assert first["splits"]["train"]["rows"] == 50 and first["splits"]["test"]["rows"] == 5
+    # the same inputs in a fresh process (other hash seed) give the same bytes
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="123")
+    code = f"from {APP_MODULE} import app; app({[*PREFIX, 'build', *args, '--output', str(project / 'out2')]!r})"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert _files(project / "out1") == _files(project / "out2")
+    manifest = json.loads((project / "out1" / "manifest.json").read_text())
+    assert manifest["seed"] == 42 and manifest["task"] == "sft"
+    assert [s["rows"] for s in manifest["sources"]] == [{"train": 30, "test": 0}, {"train": 20, "test": 0}, {"train": 0, "test": 5}]
+    assert manifest["sources"][0]["files"][0]["sha256"] and manifest["derived_columns"] == ["text"]
+    assert manifest["chat_template"]["origin"] == "tokenizer"
+    assert not [p for p in project.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    # cached: same key, nothing rewritten, fast
+    mtime = (project / "out1" / "train.parquet").stat().st_mtime_ns
+    again = as_json("build", *args, "--output", str(project / "out1"))
+    assert again["cached"] is True and again["key"] == first["key"]
+    assert again["seconds"] < 2.0
+    assert (project / "out1" / "train.parquet").stat().st_mtime_ns == mtime
+    # other inputs into the same dir: refused, then replaced with --overwrite
+    r = invoke("build", *args, "--data.mix_seed=5", "--output", str(project / "out1"))
+    assert isinstance(r.exception, UsageError) and "a mix build of different inputs" in str(r.exception)
+    third = as_json("build", *args, "--data.mix_seed=5", "--output", str(project / "out1"), "--overwrite")
+    assert third["cached"] is False and third["key"] != first["key"]
+    # a non-empty directory that is not a build
+    (project / "junk").mkdir()
+    (project / "junk" / "x.txt").write_text("keep me")
+    r = invoke("build", *args, "--output", str(project / "junk"))
+    assert isinstance(r.exception, UsageError) and "not empty and not a mix build" in str(r.exception)
+    assert (project / "junk" / "x.txt").read_text() == "keep me"
+
+
+def test_a_build_is_a_source_and_a_changed_input_rebuilds(project):
+    args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok")]
+    as_json("build", *args, "--output", str(project / "mix"))
+    (project / "again.yaml").write_text(
+        f"data:\n  mixture:\n    - {{path: {project / 'mix'}}}\n    - {{path: {project / 'mix'}, split: test}}\n"
+    )
+    out = as_json("preview", "--task", "sft", "--data", str(project / "again.yaml"), "--samples", "0")
+    assert out["splits"]["train"]["rows"] == 50 and out["splits"]["test"]["rows"] == 5
+    from alignkit.config.data import DataConfig
+    from alignkit.data.mixer import mix
+
+    res = mix(DataConfig(mixture=[{"path": str(project / "mix")}]), "sft")
+    assert res.tables["train"].column_names == ["messages"]  # the rendered text is not carried along
+    # editing a source file changes the key: the next build is not a cache hit
+    with open(project / "b.jsonl", "a") as fh:
+        fh.write(json.dumps(sft("question b-new", "new")) + "\n")
+    r = invoke("build", *args, "--output", str(project / "mix"))
+    assert isinstance(r.exception, UsageError)
+
+
+def test_dpo_build_renders_prompt_and_continuations(project):
+    rows = [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad"} for i in range(6)]
+    write_jsonl(project / "prefs.jsonl", rows)
+    (project / "dpo.yaml").write_text(f"data:\n  mixture:\n    - {{path: {project / 'prefs.jsonl'}}}\n  test_split_size: 2\n")
+    out = as_json("build", "--task", "dpo", "--data", str(project / "dpo.yaml"), "--tokenizer", str(project / "tok"),
+                  "--output", str(project / "dpo-mix"))
+    assert out["splits"]["train"]["rows"] == 4 and out["splits"]["test"]["rows"] == 2
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(str(project / "dpo-mix" / "train.parquet")).to_pylist()
+    assert t[0]["text_prompt"] == f"<|user|>\n{t[0]['prompt'][0]['content']}</s>\n<|assistant|>\n"
+    assert t[0]["text_chosen"] == "good answer</s>\n" and t[0]["text_rejected"] == "bad</s>\n"
+
+
+def test_decontaminate_report_drop_and_build_option(project):
+    write_jsonl(project / "question.jsonl", [{"question_id": 81, "turns": [MT_Q]}])
+    rows = [sft(f"question c{i}", "ok") for i in range(20)]
+    rows[4] = sft(MT_Q, "ok")
+    write_jsonl(project / "c.jsonl", rows)
+    (project / "c.yaml").write_text(f"data:\n  mixture:\n    - {{path: {project / 'c.jsonl'}, weight: 2}}\n")
+    base = ["--task", "sft", "--data", str(project / "c.yaml")]
+    rep = as_json("decontaminate", *base, "--eval", str(project / "question.jsonl"))
+    assert rep["rows_flagged"] == 1 and rep["copies_flagged"] == 2 and rep["dropped"] is False
+    assert rep["matches"][0]["row"] == 4 and rep["matches"][0]["eval"] == "question.jsonl:1 (81/turn1)"
+    assert rep["per_source"] == {f"{project / 'c.jsonl'} (train)": {"rows_flagged": 1, "copies": 2}}
+    r = ok("decontaminate", *base, "--eval", str(project / "question.jsonl"))
+    assert "flagged training rows per source" in r.stdout
+    r = invoke("decontaminate", *base, "--eval", str(project / "question.jsonl"), "--drop")
+    assert isinstance(r.exception, UsageError) and "--output" in str(r.exception)
+    dropped = as_json("decontaminate", *base, "--eval", str(project / "question.jsonl"), "--drop", "--output", str(project / "clean"))
+    assert dropped["dropped"] is True
+    m = json.loads((project / "clean" / "manifest.json").read_text())
+    assert m["splits"]["train"]["rows"] == 38
+    assert m["decontamination"]["rows_flagged"] == 1 and m["decontamination"]["eval_files"][0]["sha256"]
+    b = as_json("build", *base, "--decontaminate", str(project / "question.jsonl"), "--output", str(project / "clean2"), "--no-render")
+    assert b["splits"]["train"]["rows"] == 38 and b["decontamination"]["copies_flagged"] == 2
+
+
+def test_preview_from_a_recipe(tiny_assets, load_jsonl):
+    out = as_json("preview", "--recipe", "tiny", "--task", "sft", "--samples", "1")
+    n_train = len(load_jsonl(tiny_assets.root / "data" / "sft_train.jsonl"))
+    n_test = len(load_jsonl(tiny_assets.root / "data" / "sft_test.jsonl"))
+    assert out["splits"]["train"]["rows"] == n_train
+    assert out["splits"]["test"]["rows"] == n_test
+    assert out["tokens"]["max_length"] == 64
+    assert out["tokens"]["splits"]["train"]["rows_measured"] == n_train
+    assert out["samples"][0]["text"].startswith("<|user|>")
