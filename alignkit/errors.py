@@ -9,6 +9,7 @@ Exit codes:
   0  success
   1  runtime failure the user cannot fix in their config (a crashed child, a refused job)
   2  usage, config or data error: fix the input and run again
+  75 stopped by SIGTERM/SIGUSR1 (e.g. Slurm preemption) after saving a checkpoint: re-run to resume
   130 interrupted (Ctrl-C)
 """
 
@@ -21,6 +22,7 @@ from typing import Iterable
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again
 EXIT_INTERRUPTED = 130
 
 

@@ -23,7 +23,7 @@ import yaml
 
 from alignkit.config import deprecations
 from alignkit.config.run import SECTIONS, section_fields
-from alignkit.config.yamlio import LineDict, load_value
+from alignkit.config.yamlio import LineDict, load_value, load_value
 from alignkit.errors import ConfigError, Problem, did_you_mean
 
 TOP_LEVEL = ("description",)
@@ -174,7 +174,7 @@ def _other_task_has(task: str, key: str) -> bool:
 def parse_overrides(args: list[str]) -> tuple[dict[str, Any], list[str], list[Problem]]:
     """Split the extra command-line arguments into overrides and positional config paths.
 
-    ``--key=value`` and ``--key value``; values are parsed with ``yaml.safe_load`` (so ``3e-5`` is a
+    ``--key=value`` and ``--key value``; values are parsed as YAML by a safe loader (so ``3e-5`` is a
     number, ``[a, b]`` a list, ``true`` a bool) and then validated against the field's real type.
     Dashes in keys become underscores (``--num-train-epochs`` = ``--num_train_epochs``).
     """

@@ -37,6 +37,31 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+def _yaml12_booleans(loader_cls) -> None:
+    """Only true/false are booleans (YAML 1.2), not yes/no/on/off: `eval_strategy: no` stays "no"."""
+    import re
+
+    resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
+                 for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    loader_cls.yaml_implicit_resolvers = resolvers
+    loader_cls.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+
+
+class _ValueLoader(yaml.SafeLoader):
+    pass
+
+
+_yaml12_booleans(_Loader)
+_yaml12_booleans(_ValueLoader)
+
+
+def load_value(text: str):
+    """Parse one override value (`3e-5`, `true`, `[a, b]`, `no`) the way config files are parsed."""
+    return yaml.load(text, Loader=_ValueLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _construct_map(loader: _Loader, node: yaml.MappingNode):
     data = LineDict()
     yield data

@@ -163,6 +163,14 @@ def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
     return rdir / "run.yaml"
 
 
+def read_status(output_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the training processes last said about the run (train/common.py writes it)."""
+    try:
+        return json.loads((run_dir(output_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _version() -> str:
     from alignkit import __version__
 
@@ -178,10 +186,20 @@ def spawn(plan: LaunchPlan) -> int:
 
     def forward(signum, _frame):
         interrupted["sig"] = signum
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        if signum == signal.SIGINT:  # Ctrl-C: the whole group stops now
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+            return
+        # SIGTERM/SIGUSR1 (preemption): only the training processes get it, so they save a checkpoint
+        # and exit cleanly; the launcher then exits on its own
+        for pid in _group_members(proc.pid):
+            if pid != proc.pid:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     try:
@@ -208,6 +226,21 @@ def spawn(plan: LaunchPlan) -> int:
     return code if code >= 0 else 128 - code
 
 
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -224,6 +257,7 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) ->
     claim = claim_output_dir(plan, overwrite)
     try:
         write_run_files(plan, resume=claim.resume, argv=argv)
+        (run_dir(plan.output_dir) / "status.json").unlink(missing_ok=True)
         if on_start:
             on_start(claim)
         return spawn(plan)

@@ -293,6 +293,30 @@ def write_env(run: Run, world_size: int) -> None:
     write_json_atomic(run.run_dir / "env.json", info)
 
 
+def describe_model(model) -> dict[str, Any]:
+    """What was actually loaded: parameter counts (ZeRO-3 aware) and quantized linear layers."""
+    counts: dict[str, int] = {}
+    total = trainable = 0
+    for module in model.modules():
+        cls = type(module)
+        if cls.__module__.startswith("bitsandbytes") and cls.__name__ in ("Linear4bit", "Linear8bitLt"):
+            counts[cls.__name__] = counts.get(cls.__name__, 0) + 1
+    for p in model.parameters():
+        n = getattr(p, "ds_numel", None) or p.numel()
+        if type(p).__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        trainable += n if p.requires_grad else 0
+    return {"class": type(model).__name__, "total_params": total, "trainable_params": trainable,
+            "quantized_linear": counts, "dtype": str(next(model.parameters()).dtype)}
+
+
+def write_model_summary(run: Run, trainer) -> dict[str, Any]:
+    info = describe_model(trainer.model)
+    write_json_atomic(run.run_dir / "model.json", info)
+    return info
+
+
 def finalize_model(trainer, tokenizer) -> None:
     """eos on the generation config and use_cache back on, so the saved model generates well."""
     model = trainer.model

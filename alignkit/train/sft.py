@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     # Train
     ###############
     if state.is_main_process:
+        info = common.write_model_summary(run, trainer)
+        logger.info("model: %s", info)
         common.write_status(run, "running")
     result = trainer.train(resume_from_checkpoint=resume_from)
     if stopper.requested is not None:
