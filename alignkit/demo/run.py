@@ -274,6 +274,18 @@ def run_stage(
 # the demo
 
 
+def dpo_beta(dpo_dir: Path, default: float = 0.1) -> float:
+    """The beta a DPO run trained with, from the run record alignkit writes (``alignkit/run.yaml``)."""
+    import yaml
+
+    try:
+        record = yaml.safe_load((Path(dpo_dir) / "alignkit" / "run.yaml").read_text(encoding="utf-8"))
+        beta = float(record["config"]["train"]["beta"])
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+        return default
+    return beta if beta > 0 else default
+
+
 def _load_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -329,7 +341,7 @@ def run_demo(
     console.print(f"DPO done in {dpo_seconds:.1f} s -> {dpo_dir}")
 
     with console.status("measuring the DPO model"):
-        dpo_pref = preference_metrics(dpo_dir, prefs_test, ref_model_dir=sft_dir)
+        dpo_pref = preference_metrics(dpo_dir, prefs_test, ref_model_dir=sft_dir, beta=dpo_beta(dpo_dir))
 
     plot = plot_loss_curves({"sft": sft_dir, "dpo": dpo_dir}, out / PLOT_FILE)
     summary: dict[str, Any] = {

@@ -15,6 +15,7 @@ the base named by its ``base_model_name_or_path`` is loaded and the adapter put 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -88,20 +89,11 @@ def load_model(
     model_dir: str | Path, *, device: str = "cpu", dtype: str | None = None, trust_remote_code: bool = False
 ):
     """A causal LM in eval mode from a model or adapter directory."""
-    from transformers import AutoModelForCausalLM
-
     path = str(model_dir)
     torch_dtype = _torch_dtype(dtype, device)
     try:
-        if is_adapter_dir(path):
-            from peft import PeftModel
-
-            base = AutoModelForCausalLM.from_pretrained(
-                adapter_base(path), dtype=torch_dtype, trust_remote_code=trust_remote_code
-            )
-            model = PeftModel.from_pretrained(base, path)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        with _no_progress_bars():
+            model = _from_pretrained(path, torch_dtype, trust_remote_code)
     except (ConfigError, DataError):
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
@@ -109,6 +101,33 @@ def load_model(
     model.to(device)
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """No "Loading weights" bars for each of the several loads an evaluation does."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _from_pretrained(path: str, torch_dtype, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM
+
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(
+            adapter_base(path), dtype=torch_dtype, trust_remote_code=trust_remote_code
+        )
+        return PeftModel.from_pretrained(base, path)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(model_dir: str | Path, *, chat_template: str | None = None, trust_remote_code: bool = False):

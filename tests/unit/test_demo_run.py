@@ -73,6 +73,16 @@ def test_write_summary_is_atomic_json(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
 
 
+def test_dpo_beta_from_the_run_record(tmp_path):
+    d = tmp_path / "dpo"
+    assert R.dpo_beta(d) == 0.1  # no record: the default
+    (d / "alignkit").mkdir(parents=True)
+    (d / "alignkit" / "run.yaml").write_text("task: dpo\nconfig:\n  train:\n    beta: 0.05\n")
+    assert R.dpo_beta(d) == 0.05
+    (d / "alignkit" / "run.yaml").write_text("config: [unclosed\n")
+    assert R.dpo_beta(d, default=0.2) == 0.2
+
+
 def test_metrics_table_renders_numbers():
     summary = {
         "sft_eval_loss_before": 6.2807,

@@ -66,8 +66,9 @@ def color_model(tiny_assets, load_jsonl, tmp_path_factory):
     return str(out)
 
 
-def test_model_against_itself_has_zero_reward(tiny_model_dir, prefs_test):
+def test_model_against_itself_has_zero_reward(tiny_model_dir, prefs_test, capfd):
     m = preference_metrics(tiny_model_dir, prefs_test, ref_model_dir=tiny_model_dir, beta=0.1)
+    assert "Loading weights" not in capfd.readouterr().err  # no progress bar per load
     assert m["n"] == len(prefs_test) == 64
     assert m["mean_reward_margin"] == 0.0
     assert m["accuracy_reward"] == 0.5  # every row is a tie, ties count half
