@@ -112,7 +112,8 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         deprecations.translate_mixture(mix_raw, out)
         apply_translation(out, where_of(raw, next(iter(mix_raw))))
 
-    all_flat = sorted(set(owner) | set(SECTIONS) | set(deprecations.KEYS) | set(TOP_LEVEL))
+    current_flat = sorted(set(owner) | set(SECTIONS) | set(TOP_LEVEL))
+    all_flat = sorted(set(current_flat) | set(deprecations.KEYS))
     for key, value in raw.items():
         where = where_of(raw, key)
         if not isinstance(key, str):
@@ -156,7 +157,8 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
             layer.problems.append(Problem(key, f"is a {_other(task).upper()} setting, not a {task.upper()} one",
                                           "remove it from this run", where))
         else:
-            hint = did_you_mean(key, all_flat)
+            # current names first: an old handbook name is only suggested when nothing current is close
+            hint = did_you_mean(key, current_flat) or did_you_mean(key, all_flat)
             layer.problems.append(
                 Problem(key, "unknown key", hint or f"see `alignkit config fields --task {task}`", where)
             )
