@@ -1,0 +1,233 @@
+"""Handbook compatibility: old and new handbook YAML accepted unmodified, translated, drops warned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from alignkit.cli import app
+from alignkit.config.deprecations import Translation, translate_mixture
+from alignkit.config.resolve import resolve_config
+from alignkit.errors import ConfigError
+
+HANDBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "handbook"
+SFT_OLD = HANDBOOK / "zephyr_sft_full_old.yaml"
+SFT_NEW = HANDBOOK / "zephyr_sft_full_new.yaml"
+DPO_OLD = HANDBOOK / "zephyr_dpo_full_old.yaml"
+DPO_QLORA_OLD = HANDBOOK / "zephyr_dpo_qlora_old.yaml"
+MIX_NO_TEST = HANDBOOK / "mixture_new_no_test.yaml"
+
+
+def keys_of(messages: list[str]) -> list[str]:
+    """The old key each note/warning is about (its first word)."""
+    return [m.split(" ", 1)[0].rstrip(":") for m in messages]
+
+
+def line_of(path: Path, key: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(f"{key}:"))
+
+
+def sources(r) -> list[tuple]:
+    return [(s.id, s.path, s.config, s.split, s.weight, s.is_test) for s in r.config.data.mixture]
+
+
+def test_old_sft_file_is_accepted_and_translated():
+    r = resolve_config("sft", profile="full", config_files=[str(SFT_OLD)])
+    t, m = r.config.train, r.config.model
+    assert t.max_length == 2048
+    assert t.eval_strategy == "epoch"
+    assert (t.learning_rate, t.lr_scheduler_type, t.num_train_epochs) == (2e-5, "cosine", 1)
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps) == (32, 2)
+    assert m.dtype == "bfloat16"
+    assert m.attn_implementation == "flash_attention_2"
+    assert r.config.data.preprocessing_num_workers == 12
+    assert sources(r) == [
+        ("HuggingFaceH4/ultrachat_200k", None, None, "train_sft", 1.0, False),
+        ("HuggingFaceH4/ultrachat_200k", None, None, "test_sft", 1.0, True),
+    ]
+    # each translation said once, with the file and line of the old key
+    assert keys_of(r.notes) == ["dataset_mixer", "torch_dtype", "use_flash_attention_2",
+                                "preprocessing_num_workers", "evaluation_strategy", "max_seq_length"]
+    assert f"[{SFT_OLD}:{line_of(SFT_OLD, 'max_seq_length')}]" in next(n for n in r.notes if n.startswith("max_seq_length"))
+    assert "max_seq_length → train.max_length" in r.notes[-1]
+    # dropped, loudly
+    assert keys_of(r.warnings) == ["overwrite_output_dir"]
+    assert "--overwrite" in r.warnings[0]
+    assert r.source_of("train", "max_length") == f"{SFT_OLD}:{line_of(SFT_OLD, 'max_seq_length')}"
+    d = r.to_dict()
+    for old in ("max_seq_length", "evaluation_strategy", "overwrite_output_dir", "dataset_mixer"):
+        assert old not in d["train"]
+
+
+def test_old_dpo_file_drops_max_prompt_length_and_translates_warmup_ratio():
+    r = resolve_config("dpo", profile="full", config_files=[str(DPO_OLD)])
+    t = r.config.train
+    assert (t.beta, t.num_train_epochs, t.learning_rate, t.max_length) == (0.1, 3, 5e-7, 1024)
+    assert t.warmup_steps == 0.1
+    assert t.eval_strategy == "steps" and t.eval_steps == 100
+    assert keys_of(r.warnings) == ["max_prompt_length"]
+    assert "train.max_length" in r.warnings[0]
+    assert "warmup_ratio" in keys_of(r.notes)
+    assert [(s.split, s.is_test) for s in r.config.data.mixture] == [("train_prefs", False), ("test_prefs", True)]
+
+
+def test_old_qlora_file_lora_keys_and_mixer_fractions():
+    r = resolve_config("dpo", profile="qlora", config_files=[str(DPO_QLORA_OLD)])
+    lora, m = r.config.lora, r.config.model
+    assert (lora.enabled, lora.r, lora.alpha, lora.dropout) == (True, 16, 16, 0.05)
+    assert lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert m.load_in_4bit is True
+    assert m.dtype == "float16"  # the user's file is above the profile's bfloat16
+    # fractions become weights on train splits only; test splits are kept whole (weight not applied)
+    assert sources(r) == [
+        ("HuggingFaceH4/ultrafeedback_binarized", None, "default", "train_prefs", 0.5, False),
+        ("HuggingFaceH4/ultrafeedback_binarized", None, "default", "test_prefs", 1.0, True),
+        ("argilla/dpo-mix-7k", None, "main", "train_prefs", 0.25, False),
+        ("argilla/dpo-mix-7k", None, "main", "test_prefs", 1.0, True),
+    ]
+    notes = keys_of(r.notes)
+    for key in ("dataset_mixer", "torch_dtype", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
+                "lora_target_modules", "evaluation_strategy", "warmup_ratio"):
+        assert notes.count(key) == 1, (key, r.notes)
+    assert keys_of(r.warnings) == ["max_prompt_length"]
+
+
+def test_new_mixture_with_a_test_split_drops_test_split_size():
+    r = resolve_config("sft", profile="full", config_files=[str(SFT_NEW)])
+    d = r.config.data
+    assert d.test_split_size is None
+    assert d.mix_seed == 0
+    assert sources(r) == [
+        ("HuggingFaceH4/ultrachat_200k", None, "default", "train_sft", 1.0, False),
+        ("HuggingFaceH4/ultrachat_200k", None, "default", "test_sft", 1.0, True),
+    ]
+    assert [s.columns for s in d.mixture] == [["messages"], ["messages"]]
+    assert d.chat_template.startswith("{% for message in messages %}")
+    assert d.preprocessing_num_workers == 12  # dataset_num_proc
+    assert r.config.model.attn_implementation == "flash_attention_2"
+    assert r.config.train.max_length == 2048
+    assert r.config.train.report_to == ["wandb"]
+    assert sorted(keys_of(r.warnings)) == ["dataset_mixture.test_split_size", "overwrite_output_dir"]
+    assert "eval split" in next(w for w in r.warnings if w.startswith("dataset_mixture"))
+    assert keys_of(r.notes).count("dataset_mixture") == 1
+
+
+def test_new_mixture_without_test_split_keeps_test_split_size_and_seed():
+    r = resolve_config("sft", profile="full", config_files=[str(MIX_NO_TEST)])
+    d = r.config.data
+    assert (d.test_split_size, d.mix_seed) == (0.05, 7)
+    # a local file given as `id` becomes a path
+    assert sources(r) == [
+        ("HuggingFaceH4/ultrachat_200k", None, "default", "train_sft", 0.5, False),
+        (None, "./local/extra_chats.jsonl", None, "train", 2.0, False),
+    ]
+    assert r.warnings == []
+
+
+def test_each_old_key_is_noted_once_per_file_even_in_sections(tmp_path):
+    f = tmp_path / "sections.yaml"
+    f.write_text("model:\n  torch_dtype: float16\ntrain:\n  max_seq_length: 512\n  evaluation_strategy: 'no'\n"
+                 "truncation_side: left\n")
+    r = resolve_config("sft", recipe="tiny", profile="cpu", config_files=[str(f)])
+    assert r.config.model.dtype == "float16"
+    assert r.config.train.max_length == 512
+    assert r.config.train.eval_strategy == "no"
+    assert r.config.train.truncation_mode == "keep_end"
+    assert keys_of(r.notes) == ["torch_dtype", "max_seq_length", "evaluation_strategy", "truncation_side"]
+    assert len(set(r.notes)) == len(r.notes)
+
+
+def test_flash_attention_false_and_bad_truncation_side(tmp_path):
+    f = tmp_path / "f.yaml"
+    f.write_text("use_flash_attention_2: false\ntruncation_side: middle\n")
+    r = resolve_config("sft", recipe="tiny", profile="cpu", config_files=[str(f)])
+    assert r.config.model.attn_implementation == "sdpa"  # left to the profile
+    assert keys_of(r.notes) == ["use_flash_attention_2"]
+    assert keys_of(r.warnings) == ["truncation_side"]
+    assert "expected left or right" in r.warnings[0]
+
+
+@pytest.mark.parametrize("key", ["max_completion_length", "logging_dir", "base_model_revision",
+                                 "model_code_revision", "text_column", "dataset_text_field"])
+def test_keys_without_a_current_meaning_are_dropped_with_a_warning(tmp_path, key):
+    f = tmp_path / "drop.yaml"
+    f.write_text(f"{key}: something\n")
+    r = resolve_config("sft", recipe="tiny", profile="cpu", config_files=[str(f)])
+    assert keys_of(r.warnings) == [key]
+    assert r.warnings[0].startswith(f"{key} dropped: ")
+    assert r.warnings[0].endswith(f"[{f}:1]")
+
+
+def test_splits_without_a_mixer_are_not_silently_ignored():
+    out = Translation()
+    translate_mixture({"dataset_splits": ["train"]}, out)
+    assert out.values == []
+    assert out.warnings == ["dataset_splits/dataset_configs dropped: they only mean something with dataset_mixer"]
+
+
+def test_mixer_defaults_to_train_and_test_splits():
+    out = Translation()
+    translate_mixture({"dataset_mixer": {"a/b": 0.3, "/data/local": 1.0}}, out)
+    assert out.values == [("data.mixture", [
+        {"id": "a/b", "split": "train", "weight": 0.3},
+        {"id": "a/b", "split": "test"},
+        {"path": "/data/local", "split": "train", "weight": 1.0},
+        {"path": "/data/local", "split": "test"},
+    ])]
+    assert len(out.notes) == 1
+
+
+def test_trl_script_dataset_name_form():
+    out = Translation()
+    translate_mixture({"dataset_name": "trl-lib/ultrafeedback", "dataset_config": "default",
+                       "dataset_train_split": "train_prefs", "dataset_test_split": "test_prefs"}, out)
+    assert out.values == [("data.mixture", [
+        {"id": "trl-lib/ultrafeedback", "config": "default", "split": "train_prefs"},
+        {"id": "trl-lib/ultrafeedback", "config": "default", "split": "test_prefs"},
+    ])]
+
+
+def test_mixture_with_wrong_shapes_warns():
+    out = Translation()
+    translate_mixture({"dataset_mixture": ["not", "a", "mapping"]}, out)
+    assert out.warnings == ["dataset_mixture dropped: expected a mapping with `datasets`"]
+    out = Translation()
+    translate_mixture({"dataset_mixer": ["a/b"]}, out)
+    assert out.warnings == ["dataset_mixer dropped: expected a mapping {dataset: fraction}"]
+
+
+def test_handbook_file_with_an_unknown_key_still_fails_loudly(tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text(SFT_OLD.read_text() + "lerning_rate: 1.0e-5\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", profile="full", config_files=[str(f)])
+    [p] = exc.value.problems
+    assert p.where == "lerning_rate" and p.fix.startswith("did you mean 'learning_rate'")
+    assert p.source == f"{f}:{line_of(f, 'lerning_rate')}"
+
+
+@pytest.mark.parametrize("task, path", [("sft", SFT_OLD), ("sft", SFT_NEW), ("dpo", DPO_OLD)])
+def test_handbook_file_dry_runs_through_the_cli_in_positional_form(task, path):
+    res = CliRunner().invoke(app, [task, str(path), "--profile", "full", "--num-gpus", "8", "--dry-run", "--json"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    plan = json.loads(res.stdout)
+    assert plan["world_size"] == 8
+    assert plan["config"]["recipe"] is None
+    assert plan["translations"] and all(str(path) in n for n in plan["translations"])
+    for old in ("max_seq_length", "evaluation_strategy", "torch_dtype", "overwrite_output_dir",
+                "max_prompt_length", "dataset_mixer", "dataset_mixture"):
+        assert old not in plan["config"]["train"] and old not in plan["config"]["model"]
+    expected_batch = {"sft": 32 * 2 * 8 if path == SFT_OLD else 16 * 1 * 8, "dpo": 8 * 1 * 8}[task]
+    assert plan["global_batch_size"] == expected_batch
+
+
+def test_handbook_summary_shows_translations_and_drops_on_stderr():
+    res = CliRunner().invoke(app, ["dpo", str(DPO_OLD), "--profile", "full", "--num-gpus", "8", "--dry-run"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    err = " ".join(res.stderr.split())
+    assert "translated: evaluation_strategy → train.eval_strategy" in err
+    assert "warning: max_prompt_length dropped" in err
+    assert res.stdout.count("\n") == 1  # stdout: only the command
