@@ -48,6 +48,18 @@ class Resolved:
     def source_of(self, section: str, key: str) -> str:
         return self.provenance.get((section, key), "default")
 
+    def layer_of(self, section: str, key: str) -> str:
+        """Name of the layer that set a value last: "default", "recipe …", "profile …", "config PATH" or
+        "override" ("default" when no layer set it)."""
+        for layer in reversed(self.layers):
+            if key in layer.values.get(section, {}):
+                return layer.name
+        return "default"
+
+    def user_set(self, section: str, key: str) -> bool:
+        """Set by the user's own config files or command-line overrides (not defaults, recipe, profile)."""
+        return self.layer_of(section, key).startswith(("config ", "override"))
+
 
 def _defaults_layer(task: str) -> Layer:
     text = resources.files("alignkit.config").joinpath("defaults", f"{task}.yaml").read_text()

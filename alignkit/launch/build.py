@@ -78,8 +78,8 @@ def batch_math(resolved: Resolved, world_size: int) -> BatchMath:
     per_device = train.per_device_train_batch_size
     accum = train.gradient_accumulation_steps
     target = resolved.config.launch.global_batch_size
-    accum_source = resolved.source_of("train", "gradient_accumulation_steps")
-    user_set_accum = accum_source.startswith(("override", "config"))
+    # set in the user's --config file(s) or on the command line: respected as given
+    user_set_accum = resolved.user_set("train", "gradient_accumulation_steps")
     if target is None or user_set_accum:
         return BatchMath(per_device, accum, world_size, per_device * accum * world_size, target, False)
     per_step = per_device * world_size
@@ -206,7 +206,7 @@ def plan_from_resolved(
         overridden={
             f"{section}.{key}": src
             for (section, key), src in resolved.provenance.items()
-            if src.startswith(("override", "config"))
+            if resolved.user_set(section, key)
         },
     )
 
