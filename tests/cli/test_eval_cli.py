@@ -153,17 +153,6 @@ def test_prefs_and_loss_commands(tmp_path, tiny_assets):
     assert code == 2 and "--data" in str(exc)
 
 
-def test_lm_eval_without_the_extra_says_how_to_install(tiny_model_dir):
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        code, _, _, exc = invoke(["eval", "lm-eval", "--model", tiny_model_dir, "--tasks", "x"])
-        assert code == 2 and "alignkit[eval]" in str(exc)
-    else:
-        code, _, _, exc = invoke(["eval", "lm-eval", "--model", tiny_model_dir, "--tasks", "no_such_task_xyz"])
-        assert code == 2 and "unknown task" in str(exc)
-
-
 def test_report_command(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
