@@ -116,7 +116,18 @@ def main() -> int:
     data = snapshot()
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if "--check" in sys.argv:
-        return 0 if OUT.exists() and OUT.read_text() == text else 1
+        if OUT.exists() and OUT.read_text() == text:
+            return 0
+        old = json.loads(OUT.read_text()) if OUT.exists() else {"tasks": {}}
+        for task, fields in data["tasks"].items():
+            before = old.get("tasks", {}).get(task, {})
+            changed = sorted(k for k in set(fields) | set(before) if fields.get(k) != before.get(k))
+            if changed:
+                print(f"{task}: fields differ from the snapshot: {', '.join(changed[:20])}", file=sys.stderr)
+        print(f"{OUT.name} does not match the installed trl {data['trl_version']} (snapshot: trl "
+              f"{old.get('trl_version')}): run `python scripts/gen_trl_fields.py` and review the diff",
+              file=sys.stderr)
+        return 1
     OUT.write_text(text)
     print(f"wrote {OUT} (trl {data['trl_version']})")
     return 0
