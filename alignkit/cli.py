@@ -235,35 +235,20 @@ def _pending_group(name: str, help_text: str, commands: dict[str, str], issue: s
     return sub
 
 
-app.add_typer(_pending_group("mix", "The dataset mixer and chat templates: see what you train on.",
-                             {"preview": "Rows per source and split, token lengths, rendered samples.",
-                              "build": "Freeze a mixture into a reproducible dataset with a manifest.",
-                              "decontaminate": "Find and drop rows overlapping evaluation prompts."},
-                             "the datasets issue (#4)"), name="mix")
-app.add_typer(_pending_group("eval", "MT-Bench, AlpacaEval with any OpenAI-compatible judge, offline metrics.",
-                             {"mt-bench": "MT-Bench answers and single-answer grading.",
-                              "alpaca-eval": "AlpacaEval pairwise win rate.",
-                              "prefs": "Held-out preference accuracy and reward margin.",
-                              "loss": "Eval loss and perplexity."},
-                             "the evaluation issue (#6)"), name="eval")
-app.add_typer(_pending_group("slurm", "The same launch on a Slurm cluster, multi-node.",
-                             {"submit": "Render an sbatch script and submit it.",
-                              "status": "State of a job and its last logged step.",
-                              "cancel": "Cancel a job and confirm it.",
-                              "logs": "Show or follow a job's log."},
-                             "the Slurm issue (#5)"), name="slurm")
+from alignkit.commands import eval as _eval_cmd  # noqa: E402  (light: heavy imports live in the commands)
+from alignkit.commands import mix as _mix_cmd  # noqa: E402
+from alignkit.commands import slurm as _slurm_cmd  # noqa: E402
+
+app.add_typer(_mix_cmd.app, name="mix")
+app.add_typer(_eval_cmd.app, name="eval")
+app.add_typer(_slurm_cmd.app, name="slurm")
+app.command("report")(_eval_cmd.report)
 app.add_typer(_pending_group("aif", "Build data the Zephyr way: distill, generate, judge, binarize.",
                              {"generate": "Completions from several models.",
                               "judge": "AI-feedback ratings from a judge model.",
                               "binarize": "Preference pairs from ratings.",
                               "distill": "Teacher answers as SFT data."},
                              "the AI-feedback issue (#9)"), name="aif")
-
-
-@app.command(context_settings=RUN_CONTEXT)
-def report(ctx: typer.Context) -> None:
-    """Loss/reward curves and eval results of runs, as PNG plots and a Markdown table (not available yet)."""
-    _not_yet("report", "the evaluation issue (#6)")()
 
 
 # --------------------------------------------------------------------------- entry point

@@ -70,8 +70,11 @@ def acquire_lock(lock: Path) -> str | None:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = read_lock(lock) or {}
-            pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and host == socket.gethostname() and _pid_alive(pid):
+            pid, host, pgid = owner.get("pid"), owner.get("host"), owner.get("pgid")
+            alive = isinstance(pid, int) and _pid_alive(pid)
+            # the training processes can outlive a killed parent: they still own the dir
+            alive = alive or (isinstance(pgid, int) and bool(_group_members(pgid)))
+            if host == socket.gethostname() and alive:
                 raise ConfigError(
                     Problem(str(lock.parent.parent), f"busy: another run (pid {pid}, started "
                             f"{owner.get('started', '?')}) is writing to this output dir",
@@ -177,11 +180,14 @@ def _version() -> str:
     return __version__
 
 
-def spawn(plan: LaunchPlan) -> int:
+def spawn(plan: LaunchPlan, lock: Path | None = None) -> int:
     """Run the accelerate command in its own process group; forward SIGINT/SIGTERM to the whole group;
     return the child's exit code (130 after Ctrl-C)."""
     env = {**os.environ, **plan.env}
     proc = subprocess.Popen(plan.command, env=env, start_new_session=True)
+    if lock is not None:  # the lock also names the training process group (see acquire_lock)
+        owner = read_lock(lock) or {}
+        write_atomic(lock, json.dumps({**owner, "pgid": proc.pid}))
     interrupted = {"sig": None}
 
     def forward(signum, _frame):
@@ -260,7 +266,7 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) ->
         (run_dir(plan.output_dir) / "status.json").unlink(missing_ok=True)
         if on_start:
             on_start(claim)
-        return spawn(plan)
+        return spawn(plan, claim.lock_path)
     finally:
         claim.lock_path.unlink(missing_ok=True)
 
