@@ -6,7 +6,6 @@ Importing this module is cheap: everything heavy is imported inside the commands
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -30,7 +29,7 @@ BackendOpt = Annotated[str, typer.Option("--backend", help="Generation backend: 
 ModelUrlOpt = Annotated[Optional[str], typer.Option("--model-base-url", help="OpenAI-compatible base URL serving --model (e.g. http://127.0.0.1:8000/v1).")]
 ModelKeyOpt = Annotated[Optional[str], typer.Option("--model-api-key-env", help="NAME of the environment variable holding the served model's API key.")]
 JudgeUrlOpt = Annotated[str, typer.Option("--judge-base-url", help="OpenAI-compatible base URL of the judge.")]
-JudgeKeyOpt = Annotated[Optional[str], typer.Option("--judge-api-key-env", help="NAME of the environment variable holding the judge's API key (default: OPENAI_API_KEY when set). The key is never printed or saved.")]
+JudgeKeyOpt = Annotated[Optional[str], typer.Option("--judge-api-key-env", help="NAME of the environment variable holding the judge's API key (default: OPENAI_API_KEY for api.openai.com, none for other hosts). The key is never printed or saved.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Directory for answers, judgments and results.json (default: MODEL/eval/<benchmark>).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (transformers backend).")]
 ConcOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once (judge and served model).")]
@@ -67,14 +66,18 @@ def _progress():
 def _judge_client(model: str, base_url: str, key_env: Optional[str], concurrency: int, max_retries: int, timeout: float):
     from alignkit.eval.judge import ChatClient
 
-    explicit = key_env is not None
-    if key_env is None and os.environ.get("OPENAI_API_KEY"):
+    import urllib.parse
+
+    # OPENAI_API_KEY is used by default only for OpenAI's own API: never send it to another host
+    openai = (urllib.parse.urlsplit(base_url.strip()).hostname or "") == "api.openai.com"
+    require = key_env is not None or openai
+    if key_env is None and openai:
         key_env = "OPENAI_API_KEY"
     return ChatClient(
         base_url,
         model,
         api_key_env=key_env,
-        require_key=explicit,
+        require_key=require,
         concurrency=concurrency,
         timeout=timeout,
         max_retries=max_retries,

@@ -92,6 +92,18 @@ def test_missing_key_variable_is_a_usage_error(tmp_path, tiny_model_dir, monkeyp
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
+def test_openai_key_goes_only_to_openai(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    files = write_mtbench_files(tmp_path / "data")
+    with FakeJudge() as fj:
+        code, *_ = invoke(mt_args(files, tiny_model_dir, tmp_path / "o", fj.base_url, "--limit", "1"))
+        assert code == 0 and fj.calls == 2
+        assert not any("Authorization" in h for h in fj.headers)  # another host never gets OPENAI_API_KEY
+    monkeypatch.delenv("OPENAI_API_KEY")
+    code, _, _, exc = invoke(mt_args(files, tiny_model_dir, tmp_path / "o2", "https://api.openai.com/v1"))
+    assert code == 2 and "OPENAI_API_KEY is not set" in str(exc) and not (tmp_path / "o2").exists()
+
+
 def test_failing_judge_is_exit_1_naming_endpoint_and_resumable(tmp_path, tiny_model_dir):
     files = write_mtbench_files(tmp_path / "data")
     out = tmp_path / "out"
