@@ -12,7 +12,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from alignkit.commands.eval import app, report
 from alignkit.errors import AlignkitError, RuntimeFailure, UsageError
 from tests.eval_support import (
     ALPACA_TEMPLATE,
@@ -25,10 +24,9 @@ from tests.eval_support import (
 
 
 def root() -> typer.Typer:
-    r = typer.Typer()
-    r.add_typer(app, name="eval")
-    r.command("report")(report)
-    return r
+    from alignkit import cli
+
+    return cli.app
 
 
 def invoke(args: list[str]):
@@ -61,6 +59,21 @@ def test_help_is_fast_and_light():
     assert code_ == 0
     for cmd in ("mt-bench", "alpaca-eval", "prefs", "loss", "lm-eval"):
         assert cmd in stdout
+
+
+def test_real_entry_point_exit_code_and_message(tmp_path, tiny_env):
+    env = dict(tiny_env, MY_JUDGE_KEY=CANARY)
+    env.pop("OPENAI_API_KEY", None)
+    files = write_mtbench_files(tmp_path / "data")
+    p = subprocess.run(
+        [sys.executable, "-m", "alignkit", *mt_args(files, str(tmp_path / "no-model"), tmp_path / "o", "http://127.0.0.1:9/v1",
+                                                   "--judge-api-key-env", "MY_JUDGE_KEY")],
+        capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parents[2]),
+    )  # fmt: skip
+    err = " ".join(p.stderr.split())  # rich wraps long lines
+    assert p.returncode == 2 and "--model:" in err and "not a local directory" in err
+    assert "Traceback" not in p.stderr
+    assert_no_canary(p.stdout, p.stderr)
 
 
 def test_mt_bench_end_to_end_with_secret_judge(tmp_path, tiny_model_dir, monkeypatch):
