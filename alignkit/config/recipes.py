@@ -39,7 +39,10 @@ class RecipeFile:
 
     @property
     def commands(self) -> list[str]:
-        return [c.strip() for c in self.comment.splitlines() if c.strip().startswith("alignkit ")]
+        """The example commands: indented comment lines starting with `alignkit ` (prose lines that begin
+        with the word alignkit are not commands)."""
+        return [c.strip() for c in self.comment.splitlines()
+                if c[:1].isspace() and c.strip().startswith("alignkit ")]
 
 
 def _root():
