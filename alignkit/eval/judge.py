@@ -61,12 +61,12 @@ def _scrub_obj(obj: Any, secret: str | None) -> Any:
 
 
 def display_url(url: str) -> str:
-    """``url`` without any ``user:password@`` part (safe to print)."""
+    """``url`` without ``user:password@`` and without its query (either may carry a key): safe to print."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def chat_completions_url(base_url: str, *, option: str = "--judge-base-url") -> str:

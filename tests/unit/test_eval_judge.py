@@ -64,6 +64,15 @@ def test_base_url_forms():
     assert "--judge-base-url" in str(e.value)
 
 
+def test_displayed_endpoint_drops_credentials_in_the_url():
+    port = free_port()
+    c = ChatClient(f"http://user:{CANARY}@127.0.0.1:{port}/v1?key={CANARY}", "m", max_retries=0)
+    assert c.endpoint == f"http://127.0.0.1:{port}/v1/chat/completions"
+    with pytest.raises(RuntimeFailure) as e:
+        c.chat([{"role": "user", "content": "u"}])
+    assert CANARY not in str(e.value) and CANARY not in repr(c)
+
+
 def test_retries_429_and_500_with_backoff_then_succeeds():
     with FakeJudge() as j:
         j.plan = ["500", "500", "500"]
