@@ -13,6 +13,7 @@ from typing import List, Optional
 import typer
 
 from alignkit import __version__
+from alignkit.config import docs as field_docs
 
 app = typer.Typer(
     name="alignkit",
@@ -76,7 +77,7 @@ _OVERWRITE = typer.Option(False, "--overwrite",
 _PUSH = typer.Option(False, "--push-to-hub", help="Push the result to the Hub (checks for a token first).")
 
 
-@app.command(context_settings=RUN_CONTEXT, epilog=OVERRIDES_HELP)
+@app.command(context_settings=RUN_CONTEXT, epilog=field_docs.epilog("sft", OVERRIDES_HELP))
 def sft(ctx: typer.Context, recipe: Optional[str] = _RECIPE, profile: Optional[str] = _PROFILE,
         config: Optional[List[Path]] = _CONFIG, num_gpus: Optional[int] = _NUM_GPUS,
         num_nodes: Optional[int] = _NUM_NODES, dry_run: bool = _DRY, as_json: bool = _JSON,
@@ -85,7 +86,7 @@ def sft(ctx: typer.Context, recipe: Optional[str] = _RECIPE, profile: Optional[s
     _run_command("sft", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
 
 
-@app.command(context_settings=RUN_CONTEXT, epilog=OVERRIDES_HELP)
+@app.command(context_settings=RUN_CONTEXT, epilog=field_docs.epilog("dpo", OVERRIDES_HELP))
 def dpo(ctx: typer.Context, recipe: Optional[str] = _RECIPE, profile: Optional[str] = _PROFILE,
         config: Optional[List[Path]] = _CONFIG, num_gpus: Optional[int] = _NUM_GPUS,
         num_nodes: Optional[int] = _NUM_NODES, dry_run: bool = _DRY, as_json: bool = _JSON,
@@ -131,11 +132,12 @@ def recipes_show(
     task: str = typer.Option("sft", "--task", "-t", help="sft or dpo."),
     profile: Optional[str] = _PROFILE,
     raw: bool = typer.Option(False, "--raw", help="The shipped file as is, with its comments."),
+    explain: bool = typer.Option(False, "--explain", help="A comment line with each key's description."),
 ) -> None:
     """The resolved config of a recipe, each value with the layer it came from."""
     from alignkit.commands import recipes as cmd
 
-    cmd.show(name, task=task, profile=profile, raw=raw)
+    cmd.show(name, task=task, profile=profile, raw=raw, explain=explain)
 
 
 @recipes_app.command("copy")

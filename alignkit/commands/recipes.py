@@ -42,8 +42,9 @@ def _description(f: recipes.RecipeFile) -> str:
     return str(data.get("description") or f.comment.splitlines()[0] if f.comment else "")
 
 
-def show(name: str, *, task: str, profile: str | None, raw: bool) -> None:
+def show(name: str, *, task: str, profile: str | None, raw: bool, explain: bool = False) -> None:
     from alignkit.config.resolve import resolve_config
+    from alignkit.config.run import section_model
 
     _check_task(task)
     if raw:
@@ -61,7 +62,10 @@ def show(name: str, *, task: str, profile: str | None, raw: bool) -> None:
             lines.append(f"{key}: {_scalar(d[key])}")
     for section in ("model", "lora", "data", "train", "launch"):
         lines.append(f"{section}:")
+        model_fields = section_model(task, section).model_fields
         for k, v in d[section].items():
+            if explain and model_fields.get(k) is not None and model_fields[k].description:
+                lines.append(f"  # {' '.join(model_fields[k].description.split())}")
             src = r.provenance.get((section, k), "default")
             rendered = _render_value(v, indent=4)
             pad = f"  {k}: {rendered}"
