@@ -302,13 +302,47 @@ def alpaca_eval(
 # -- offline metrics ---------------------------------------------------------------------------
 
 
-def _load_rows(data: Path, limit: Optional[int]) -> list[dict]:
-    from alignkit.eval.sources import read_records
+def _load_rows(
+    task: str, data: Optional[Path], recipe: Optional[str], config: Optional[list[Path]], limit: Optional[int]
+) -> tuple[list[dict], str, Any]:
+    """Rows from ``--data`` (a local file), or the test split of a recipe/config's data mixture.
 
-    if not data.is_file():
-        raise DataError(Problem(where="--data", message=f"no such file: {data}", fix="give a local .json or .jsonl file"))
-    rows = read_records(data, option="--data")
-    return rows[:limit] if limit else rows
+    Returns (rows, where they came from, the resolved config or None).
+    """
+    if data is not None and (recipe or config):
+        raise UsageError(Problem(where="--data", message="goes without --recipe/--config", fix="give one or the other"))
+    if data is not None:
+        from alignkit.eval.sources import read_records
+
+        if not data.is_file():
+            raise DataError(Problem(where="--data", message=f"no such file: {data}", fix="give a local .json or .jsonl file"))
+        rows = read_records(data, option="--data")
+        return (rows[:limit] if limit else rows), str(data), None
+    if not recipe and not config:
+        raise UsageError(
+            Problem(
+                where=f"alignkit eval {'prefs' if task == 'dpo' else 'loss'}",
+                message="no data given",
+                fix="pass --data FILE.jsonl, or --recipe NAME / --config FILE.yaml to use the run's test split",
+            )
+        )
+    from alignkit.config.resolve import resolve_config
+    from alignkit.data.mixer import load_mixture
+
+    cfg = resolve_config(task, recipe=recipe, config_files=[str(c) for c in config or []]).config
+    splits = load_mixture(cfg.data, task)
+    if "test" not in splits or len(splits["test"]) == 0:
+        raise DataError(
+            Problem(
+                where=f"{recipe or ', '.join(map(str, config or []))}: data",
+                message="the data mixture has no test split",
+                fix="add a test source (split name containing 'test') or test_split_size, or pass --data",
+            )
+        )
+    test = splits["test"]
+    if limit:
+        test = test.select(range(min(limit, len(test))))
+    return test.to_list(), f"{recipe or config} (test split)", cfg
 
 
 def _prefs_module():
@@ -325,12 +359,18 @@ def _write_offline(out: Path, result: dict) -> None:
     write_json_atomic(out / "results.json", result)
 
 
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Use the test split of this recipe's data mixture.")]
+ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="Your run YAML (repeatable): its data mixture's test split.")]
+
+
 @app.command("prefs")
 def prefs_cmd(
     model: ModelOpt,
-    data: Annotated[Path, typer.Option("--data", help="Held-out preference rows (.json/.jsonl): prompt, chosen, rejected.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Held-out preference rows (.json/.jsonl): prompt, chosen, rejected.")] = None,
+    recipe: RecipeOpt = None,
+    config: ConfigOpt = None,
     ref: Annotated[Optional[str], typer.Option("--ref", help="Reference model dir for DPO's implicit reward (e.g. the SFT model).")] = None,
-    beta: Annotated[float, typer.Option("--beta", help="DPO beta used for the implicit reward.")] = 0.1,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="DPO beta for the implicit reward (default: the recipe's, else 0.1).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     limit: LimitOpt = None,
     output: OutputOpt = None,
@@ -338,14 +378,16 @@ def prefs_cmd(
 ) -> None:
     """Held-out preference accuracy and mean reward margin (DPO implicit reward against --ref)."""
     prefs = _prefs_module()
-    rows = _load_rows(data, limit)
+    rows, source, cfg = _load_rows("dpo", data, recipe, config, limit)
+    if beta is None:
+        beta = float(getattr(getattr(cfg, "train", None), "beta", None) or 0.1)
     kwargs: dict[str, Any] = {"ref_model_dir": ref, "beta": beta, "batch_size": batch_size}
     if chat_template:
         from alignkit.eval.generate import resolve_chat_template
 
         kwargs["chat_template"] = resolve_chat_template(chat_template)
     res = prefs.preference_metrics(model, rows, **kwargs)
-    result = {"benchmark": "prefs", "model_path": model, "ref_model_path": ref, "data": str(data), **res}
+    result = {"benchmark": "prefs", "model_path": model, "ref_model_path": ref, "data": source, **res}
     out = Path(output) if output else (Path(model) / "eval" / "prefs" if Path(model).is_dir() else Path("eval/prefs"))
     _write_offline(out, result)
     _print_kv("held-out preferences", result)
@@ -355,7 +397,9 @@ def prefs_cmd(
 @app.command("loss")
 def loss_cmd(
     model: ModelOpt,
-    data: Annotated[Path, typer.Option("--data", help="SFT test rows (.json/.jsonl) with 'messages'.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="SFT test rows (.json/.jsonl) with 'messages'.")] = None,
+    recipe: RecipeOpt = None,
+    config: ConfigOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
     limit: LimitOpt = None,
     output: OutputOpt = None,
@@ -363,14 +407,14 @@ def loss_cmd(
 ) -> None:
     """Eval loss (assistant tokens) and perplexity on an SFT test split."""
     prefs = _prefs_module()
-    rows = _load_rows(data, limit)
+    rows, source, _ = _load_rows("sft", data, recipe, config, limit)
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if chat_template:
         from alignkit.eval.generate import resolve_chat_template
 
         kwargs["chat_template"] = resolve_chat_template(chat_template)
     res = prefs.eval_loss(model, rows, **kwargs)
-    result = {"benchmark": "loss", "model_path": model, "data": str(data), **res}
+    result = {"benchmark": "loss", "model_path": model, "data": source, **res}
     out = Path(output) if output else (Path(model) / "eval" / "loss" if Path(model).is_dir() else Path("eval/loss"))
     _write_offline(out, result)
     _print_kv("eval loss", result)

@@ -176,6 +176,18 @@ def test_prefs_and_loss_commands(tmp_path, tiny_assets):
     assert res["benchmark"] == "loss" and res["perplexity"] > 1.0
     code, _, _, exc = invoke(["eval", "loss", "--model", model, "--data", str(tmp_path / "none.jsonl")])
     assert code == 2 and "--data" in str(exc)
+    code, _, _, exc = invoke(["eval", "loss", "--model", model])
+    assert code == 2 and "no data given" in str(exc)
+
+
+def test_prefs_on_a_recipes_test_split(tmp_path, tiny_assets):
+    model = str(tiny_assets.model_dir)
+    out = tmp_path / "prefs"
+    code, stdout, stderr, exc = invoke(["eval", "prefs", "--model", model, "--recipe", "tiny", "--limit", "4",
+                                        "--output", str(out)])  # fmt: skip
+    assert code == 0, (stdout, stderr, exc)
+    res = json.loads((out / "results.json").read_text())
+    assert res["n"] == 4 and res["data"] == "tiny (test split)" and "accuracy_logp" in res
 
 
 def test_report_command(tmp_path):
