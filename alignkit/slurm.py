@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _VALUE_FLAGS = ("num_machines", "num_processes", "machine_rank", "main_process_ip", "main_process_port",
                 "rdzv_backend")
 _BOOL_FLAGS = ("same_network",)
+STATUS_FILE = "status.json"  # the trainer's <output_dir>/alignkit/status.json (alignkit.train.common)
 DEFAULT_SIGNAL_LEAD = 300  # seconds before the time limit that USR1 arrives (checkpoint time)
 MIN_SIGNAL_LEAD = 30
 ACTIVE_STATES = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
@@ -280,8 +281,7 @@ def render_sbatch(
         out.append(_sbatch("--gpus-per-node", gpus_per_node, where="--gpus-per-node"))
     if cpus_per_task is not None:
         out.append(_sbatch("--cpus-per-task", cpus_per_task, where="--cpus-per-task"))
-    log_pattern = _slurm_path("log dir", str(log_dir)) + "/slurm-%j.out"
-    out.append(_sbatch("--output", log_pattern, where="log dir"))
+    out.append(_sbatch("--output", log_pattern(log_dir), where="log dir"))
     out.append(_sbatch("--open-mode", "append", where="--open-mode"))
     out.append(_sbatch("--chdir", workdir, where="--chdir"))
     out.append("#SBATCH --requeue")
@@ -307,10 +307,13 @@ def render_sbatch(
     body.append("alignkit_log() { printf 'alignkit[%s]: %s\\n' \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" \"$*\"; }")
     body.append("alignkit_preempted=0")
     body.append("alignkit_srun_pid=")
+    # USR1 goes on to every process of the job's steps (not to srun: srun answers SIGTERM by killing the
+    # step). The launchers ignore it (see the node command), so each trainer process gets exactly one.
     body.append("alignkit_on_usr1() {")
+    body.append("    [ \"$alignkit_preempted\" = 1 ] && return")
     body.append("    alignkit_preempted=1")
     body.append("    alignkit_log \"SIGUSR1: the time limit is near; asking the trainer to save a checkpoint and stop\"")
-    body.append("    if [ -n \"$alignkit_srun_pid\" ]; then kill -TERM \"$alignkit_srun_pid\" 2>/dev/null || true; fi")
+    body.append("    if [ -n \"$alignkit_srun_pid\" ]; then scancel --signal=USR1 \"$SLURM_JOB_ID\" || true; fi")
     body.append("}")
     body.append("alignkit_on_term() {")
     body.append("    alignkit_log \"SIGTERM: the job is being cancelled, requeued or preempted (the trainer saves a "
@@ -370,6 +373,10 @@ def render_sbatch(
     # variables expand in each task's own shell on its node, never here in the batch shell
     body.append("# what every node runs; expanded by each task's own shell, on its node")
     body.append("read -r -d '' alignkit_node_cmd <<'ALIGNKIT_NODE_CMD'")
+    # Slurm signals every process of a step. The launcher (accelerate, torchrun's agent) must outlive the
+    # trainer's checkpoint: started with TERM and USR1 ignored, accelerate's simple launcher stays up and
+    # torchrun's agent installs its own TERM handler; the trainer installs its own handlers for both.
+    body.append("trap '' TERM USR1")
     body.append(f"if [ ! -f {q(run_file)} ]; then")
     body.append(f"    echo \"alignkit: run file \"{q(run_file)}\" not found on $(hostname): the output dir must be "
                 "on a filesystem every node shares\" >&2")
@@ -388,16 +395,23 @@ def render_sbatch(
     body.append("# one task per node")
     body.append(f"{' '.join(srun)} bash -c \"$alignkit_node_cmd\" &")
     body.append("alignkit_srun_pid=$!")
-    body.append("if [ \"$alignkit_preempted\" = 1 ]; then kill -TERM \"$alignkit_srun_pid\" 2>/dev/null || true; fi")
+    body.append("if [ \"$alignkit_preempted\" = 1 ]; then sleep 1; scancel --signal=USR1 \"$SLURM_JOB_ID\" || true; fi")
     body.append("# a trapped signal interrupts `wait`: keep waiting until the step is gone")
     body.append("while kill -0 \"$alignkit_srun_pid\" 2>/dev/null; do wait \"$alignkit_srun_pid\"; done")
     body.append("wait \"$alignkit_srun_pid\"")
     body.append("alignkit_rc=$?")
-    body.append("if [ \"$alignkit_preempted\" = 1 ] && [ \"$alignkit_rc\" != 0 ]; then")
-    body.append("    alignkit_log \"step stopped (exit $alignkit_rc) before the time limit; requeueing job $SLURM_JOB_ID: "
-                "the next start resumes from the last checkpoint\"")
+    # after USR1 the trainer saves a checkpoint and stops (exit 0 or not); the run's status file tells a
+    # stopped run from a finished one
+    status_file = os.path.join(os.path.dirname(run_file), STATUS_FILE)
+    body.append(f"alignkit_status_file={q(status_file)}")
+    body.append("alignkit_state=$(sed -n 's/.*\"state\": *\"\\([a-z_]*\\)\".*/\\1/p' \"$alignkit_status_file\" "
+                "2>/dev/null | head -n1)")
+    body.append("if [ \"$alignkit_preempted\" = 1 ] && [ \"$alignkit_state\" != completed ]; then")
+    body.append("    alignkit_log \"step stopped (exit $alignkit_rc, run state ${alignkit_state:-unknown}) before the time "
+                "limit; requeueing job $SLURM_JOB_ID: the next start resumes from the last complete checkpoint\"")
     body.append("    if scontrol requeue \"$SLURM_JOB_ID\"; then exit 0; fi")
-    body.append("    alignkit_log \"scontrol requeue failed; resubmit this script to resume\"")
+    body.append("    alignkit_log \"scontrol requeue failed; submit this script again to resume\"")
+    body.append("    exit 1")
     body.append("fi")
     body.append("alignkit_log \"step finished with exit code $alignkit_rc\"")
     body.append("exit \"$alignkit_rc\"")
@@ -405,6 +419,29 @@ def render_sbatch(
     from alignkit.secrets import redact
 
     return redact(text)
+
+
+def log_pattern(log_dir: str | os.PathLike) -> str:
+    """The --output pattern: ``<log_dir>/slurm-%j.out`` with any '%' of the directory doubled."""
+    return _slurm_path("log dir", os.path.abspath(os.fspath(log_dir))) + "/slurm-%j.out"
+
+
+def expand_pattern(pattern: str, job_id: str, job_name: str = "", user: str = "") -> str:
+    """Expand Slurm's filename pattern (as StdOut shows it) into the real path."""
+    if "\\" in pattern:  # a backslash turns expansion off
+        return pattern.replace("\\", "")
+    values = {"j": job_id, "J": job_id, "A": job_id, "x": job_name, "u": user or os.environ.get("USER", "")}
+
+    def sub(m: re.Match) -> str:
+        width, code = m.group(1), m.group(2)
+        if code == "%":
+            return "%"
+        if code not in values:
+            return m.group(0)
+        v = values[code]
+        return v.zfill(int(width)) if width and v.isdigit() else v
+
+    return re.sub(r"%(\d*)([%jJAxu])", sub, pattern)
 
 
 def write_script(path: str | os.PathLike, text: str) -> Path:
@@ -700,6 +737,8 @@ def job_info(job_id: str, *, with_progress: bool = True) -> JobInfo:
     if rec:
         info.output_dir = info.output_dir or rec.get("output_dir")
         info.stdout = info.stdout or rec.get("log")
+    if info.stdout:
+        info.stdout = expand_pattern(info.stdout, job_id, info.name)
     if info.output_dir is None:
         info.output_dir = _output_dir_from_script(info.extra.get("Command", ""))
     if with_progress and info.output_dir:
@@ -789,12 +828,14 @@ def cancel(job_id: str, *, timeout: float = 30.0) -> JobInfo:
     deadline = _time.monotonic() + timeout
     while True:
         now = _from_scontrol(info.job_id) or _from_jobcomp(info.job_id)
-        if now is not None and now.state not in ("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "REQUEUED"):
-            return now
         if now is None:  # gone from the controller and from any record: it ended
             info.state = "CANCELLED"
             return info
+        if not now.active:
+            return now
         if _time.monotonic() > deadline:
+            if now.state == "COMPLETING":  # cancelled; its processes are still being stopped
+                return now
             raise RuntimeFailure(Problem(f"job {info.job_id}", f"still {now.state} {timeout:.0f} s after scancel",
                                          "check `squeue -j JOBID`; your cluster may refuse the cancel"),
                                  title="not cancelled")
@@ -808,7 +849,7 @@ def log_path(job_id: str) -> Path | None:
     info = job_info(job_id, with_progress=False)
     if not info.stdout:
         return None
-    return Path(info.stdout.replace("%j", info.job_id))
+    return Path(info.stdout)
 
 
 def logs(job_id: str, follow: bool = False, *, poll: float = 1.0, idle_exit: float = 2.0) -> Iterator[str]:
@@ -819,7 +860,7 @@ def logs(job_id: str, follow: bool = False, *, poll: float = 1.0, idle_exit: flo
         raise RuntimeFailure(Problem(f"job {info.job_id}", "no log path known for this job",
                                      "it was not submitted by alignkit, or Slurm forgot it; look in the job's "
                                      "output dir"), title="no log")
-    path = Path(info.stdout.replace("%j", info.job_id))
+    path = Path(info.stdout)
     pos = 0
     ended_at = None
     while True:

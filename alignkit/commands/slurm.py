@@ -145,7 +145,7 @@ def submit(
         claim.lock_path.unlink(missing_ok=True)
     if claim.note:
         ui.warn(claim.note)
-    job_id = slurm.submit(script_path, record={"output_dir": str(out_dir), "log": str(rdir / "slurm-%j.out"),
+    job_id = slurm.submit(script_path, record={"output_dir": str(out_dir), "log": slurm.log_pattern(rdir),
                                                "task": task, "job_name": name, "nodes": nodes,
                                                "gpus_per_node": gpus_per_node})
     log = rdir / f"slurm-{job_id}.out"

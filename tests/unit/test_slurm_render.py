@@ -38,7 +38,7 @@ def make_plan(cmd0: str, *, nodes: int, per_node: int, out: Path, profile: str =
 
 
 FAKE_SRUN = r"""#!/bin/bash
-# fake srun: one task per node, SLURM_NODEID set per task; forwards TERM to the tasks
+# fake srun: one task per node, SLURM_NODEID set per task; the task pids go where fake scancel finds them
 args=()
 for a in "$@"; do case "$a" in --*) ;; *) args+=("$a") ;; esac; done
 pids=()
@@ -46,7 +46,7 @@ for ((i = 0; i < SLURM_NNODES; i++)); do
     SLURM_NODEID=$i SLURM_PROCID=$i "${args[@]}" &
     pids+=($!)
 done
-trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM
+echo "${pids[@]}" > "$FAKE_OUT/step.pids"
 rc=0
 for p in "${pids[@]}"; do
     while kill -0 "$p" 2>/dev/null; do wait "$p"; done
@@ -63,6 +63,15 @@ case "$1 $2" in
 esac
 """
 
+FAKE_SCANCEL = r"""#!/bin/bash
+# fake scancel --signal=SIG JOBID: signal every process of the job's steps (not the batch shell), as Slurm does
+sig=
+for a in "$@"; do case "$a" in --signal=*) sig="${a#--signal=}" ;; esac; done
+[ -n "$sig" ] || exit 1
+echo "$sig" >> "$FAKE_OUT/scancel"
+kill -s "$sig" $(cat "$FAKE_OUT/step.pids")
+"""
+
 FAKE_ACCELERATE = r"""#!/usr/bin/env python3
 import json, os, signal, sys, time
 out = os.environ["FAKE_OUT"]
@@ -75,8 +84,13 @@ with open(os.path.join(out, f"node-{node}.json"), "w") as f:
 if os.environ.get("FAKE_SLEEP"):
     def stop(signum, frame):
         open(os.path.join(out, f"checkpoint-{node}"), "w").write(str(signum))
-        sys.exit(3)
+        if os.environ.get("FAKE_STATUS"):  # what the trainer writes into <output_dir>/alignkit/status.json
+            run = sys.argv[sys.argv.index("--run") + 1]
+            with open(os.path.join(os.path.dirname(run), "status.json"), "w") as f:
+                json.dump({"state": os.environ["FAKE_STATUS"], "time": "now"}, f, indent=2)
+        sys.exit(int(os.environ.get("FAKE_EXIT", "3")))
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, stop)
     open(os.path.join(out, f".started-{node}"), "w").write(str(os.getpid()))
     os.replace(os.path.join(out, f".started-{node}"), os.path.join(out, f"started-{node}"))
     time.sleep(float(os.environ["FAKE_SLEEP"]))
@@ -87,7 +101,7 @@ if os.environ.get("FAKE_SLEEP"):
 def fakes(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("accelerate", FAKE_ACCELERATE)):
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("scancel", FAKE_SCANCEL), ("accelerate", FAKE_ACCELERATE)):
         p = bin_dir / name
         if name == "accelerate":  # this interpreter, not whatever python3 is on PATH
             text = f"#!{sys.executable}\n" + text.split("\n", 1)[1]
@@ -273,13 +287,13 @@ def test_time_limits(value, seconds):
 # ----------------------------------------------------------------------------- preemption
 
 
-def _start_sleeping_job(fakes, tmp_path, nodes=2):
+def _start_sleeping_job(fakes, tmp_path, nodes=2, **env):
     bin_dir, fout = fakes
     out = _prepare_out(tmp_path, "run")
     plan = make_plan(str(bin_dir / "accelerate"), nodes=nodes, per_node=1, out=out)
     script = tmp_path / "job.sbatch"
     script.write_text(_render(plan, out))
-    proc = subprocess.Popen(["bash", str(script)], env=_env(bin_dir, fout, nodes, FAKE_SLEEP="60"), cwd=tmp_path,
+    proc = subprocess.Popen(["bash", str(script)], env=_env(bin_dir, fout, nodes, FAKE_SLEEP="60", **env), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 30
     while not all((fout / f"started-{i}").exists() for i in range(nodes)):
@@ -294,10 +308,28 @@ def test_usr1_checkpoints_and_requeues(fakes, tmp_path):
     proc.send_signal(signal.SIGUSR1)  # what Slurm sends to the batch shell --signal-lead s before the limit
     log, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, log
-    assert (fout / "checkpoint-0").read_text() == str(int(signal.SIGTERM))
-    assert (fout / "checkpoint-1").exists()
+    # each trainer process got USR1 once, through Slurm (scancel --signal), not a kill of srun
+    assert (fout / "checkpoint-0").read_text() == str(int(signal.SIGUSR1))
+    assert (fout / "checkpoint-1").read_text() == str(int(signal.SIGUSR1))
+    assert (fout / "scancel").read_text().split() == ["USR1"]
     assert (fout / "requeued").read_text().split() == ["1234"]
     assert "requeueing job 1234" in log
+
+
+@pytest.mark.parametrize("state,exit_code,requeued", [("preempted", "0", True), ("completed", "0", False)])
+def test_after_usr1_the_run_state_decides(fakes, tmp_path, state, exit_code, requeued):
+    # the trainer exits 0 after saving a checkpoint on a signal: only its status file tells stopped from done
+    proc, fout = _start_sleeping_job(fakes, tmp_path, FAKE_STATUS=state, FAKE_EXIT=exit_code)
+    proc.send_signal(signal.SIGUSR1)
+    log, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, log
+    assert (fout / "requeued").exists() == requeued, log
+
+
+def test_status_file_name_matches_the_trainer():
+    from alignkit.train.common import STATUS_FILE
+
+    assert slurm.STATUS_FILE == STATUS_FILE
 
 
 def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
