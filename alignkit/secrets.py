@@ -32,3 +32,15 @@ def redact(text: str, environ: dict[str, str] | None = None) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def redact_data(data, environ: dict[str, str] | None = None):
+    """``redact`` applied to every string inside dicts/lists, so that what is dumped afterwards stays valid
+    YAML/JSON (masking the dumped text could leave an unquoted ``***``, which YAML reads as an alias)."""
+    if isinstance(data, str):
+        return redact(data, environ)
+    if isinstance(data, dict):
+        return {redact_data(k, environ): redact_data(v, environ) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(v, environ) for v in data]
+    return data

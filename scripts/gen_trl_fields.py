@@ -29,6 +29,7 @@ OWNED_ELSEWHERE = {
     "parallelism_config": "set by the launcher",
     "local_rank": "set by the launcher",
     "debug": "not a training setting",
+    "hub_token": "secrets never go into configs: the Hub token is read from HF_TOKEN in the environment",
 }
 
 

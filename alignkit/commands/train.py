@@ -50,6 +50,10 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     def started(claim) -> None:
         if claim.note:
             ui.warn(claim.note)
+        if claim.completed:
+            ui.info(f"[green]already completed[/green]: {_esc(p.output_dir)} holds this run's final model "
+                    "(pass --overwrite to train it again)")
+            return
         verb = "resuming" if claim.resume else "starting"
         out = _esc(p.output_dir)
         ui.info(f"[bold]{verb}[/bold] {task} → {out}  (run files in {out}/alignkit/)")
@@ -60,8 +64,10 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         ui.info(f"[yellow]stopped by a signal[/yellow] after saving {status.get('checkpoint')}: re-run the same "
                 "command to resume")
         return EXIT_PREEMPTED
-    if code == 0:
+    if code == 0 and status.get("state") == "completed":
         ui.info(f"[green]done:[/green] {_esc(p.output_dir)}")
+    elif code == 0 and not status:  # nothing was launched: the run had already completed
+        pass
     elif code == 130:
         ui.info("[yellow]interrupted[/yellow]: re-run the same command to resume from the last checkpoint")
     else:
@@ -93,7 +99,7 @@ def render_summary(p: LaunchPlan) -> None:
     cfg: dict[str, Any] = p.config
     t = Table(title=f"alignkit {p.task}", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
-    t.add_column()
+    t.add_column(overflow="fold")  # long paths wrap, never "…"
     t.add_row("recipe", _esc(cfg.get("recipe") or "(none: config files)"))
     t.add_row("profile", _esc(p.profile))
     t.add_row("model", _esc(cfg["model"]["model_name_or_path"]))

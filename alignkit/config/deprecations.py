@@ -107,6 +107,7 @@ OWNED = {
     "fsdp_config": "FSDP is not supported; use a DeepSpeed profile (--profile full)",
     "parallelism_config": "set by the launcher",
     "local_rank": "set by the launcher",
+    "hub_token": "export HF_TOKEN=... instead: secrets never go into configs, run files or logs",
 }
 
 

@@ -26,7 +26,7 @@ from alignkit.errors import ConfigError, Problem, RuntimeFailure
 from alignkit.fsutil import write_atomic, write_json_atomic
 from alignkit.launch.build import run_dir
 from alignkit.launch.plan import LaunchPlan
-from alignkit.secrets import redact
+from alignkit.secrets import redact, redact_data
 
 LOCK_NAME = "lock"
 # Keys that may change between a run and its resumption without making it a different run.
@@ -38,6 +38,7 @@ class Claim:
     resume: bool
     lock_path: Path
     note: str | None = None
+    completed: bool = False  # the same run already finished: nothing to do
 
 
 def _pid_alive(pid: int) -> bool:
@@ -156,7 +157,7 @@ def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
         "argv": [redact(a) for a in argv],
         "config": plan.config,
     }
-    write_atomic(rdir / "run.yaml", redact(dump_yaml(run)))
+    write_atomic(rdir / "run.yaml", dump_yaml(redact_data(run)))
     write_atomic(rdir / "accelerate.yaml", dump_yaml(plan.accelerate_config))
     if plan.deepspeed_config is not None:
         write_json_atomic(rdir / "deepspeed.json", plan.deepspeed_config)
@@ -262,6 +263,11 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) ->
         raise RuntimeFailure("empty launch command")
     claim = claim_output_dir(plan, overwrite)
     try:
+        if claim.resume and read_status(plan.output_dir).get("state") == "completed":
+            claim.completed = True
+            if on_start:
+                on_start(claim)
+            return 0
         write_run_files(plan, resume=claim.resume, argv=argv)
         (run_dir(plan.output_dir) / "status.json").unlink(missing_ok=True)
         if on_start:
