@@ -144,7 +144,9 @@ def test_dpo_key_in_an_sft_run_says_so():
 
 
 def test_owned_fields_point_at_their_owner():
-    found = problems_of("--deepspeed=ds.json", "--model_init_kwargs={a: 1}", "--recipe=x")
+    found = problems_of("--deepspeed=ds.json", "--model_init_kwargs={a: 1}", "--recipe=x", "--hub_token=hf_x")
+    assert found["hub_token"].message == "is not set here"
+    assert "export HF_TOKEN" in found["hub_token"].fix
     assert found["deepspeed"].message == "is not set here"
     assert "--profile full" in found["deepspeed"].fix
     assert "model section" in found["model_init_kwargs"].fix
