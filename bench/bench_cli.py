@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Start-up benchmark of the alignkit CLI (a benchmark, not a test).
+
+Times, as real processes from this venv, the median wall time of several runs of:
+
+    alignkit --help                                                          target <= 0.25 s
+    alignkit sft --recipe zephyr-7b-beta --profile full --num-gpus 8 --dry-run   target <= 1 s
+    alignkit recipes list                                                    target <= 1 s
+    trl sft --help                                                           the reference
+
+and prints each median with its ratio to its target, plus `alignkit --help` relative to `trl sft --help`
+(target <= 0.2x). Exit code 0 always, unless a command fails (then 1): read the numbers.
+
+    python bench/bench_cli.py [--runs 7] [--trl-runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HELP_TARGET = 0.25
+DRY_RUN_TARGET = 1.0
+LIST_TARGET = 1.0
+TRL_RATIO_TARGET = 0.2
+
+
+def _exe(name: str, module_fallback: list[str]) -> list[str]:
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return [str(local)]
+    found = shutil.which(name)
+    return [found] if found else [sys.executable, *module_fallback]
+
+
+def _time(argv: list[str], runs: int, env: dict[str, str]) -> dict:
+    subprocess.run(argv, capture_output=True, env=env, timeout=600)  # warm the file cache, not counted
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, env=env, timeout=600)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr.decode()[-2000:]}")
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per alignkit command (default 7)")
+    parser.add_argument("--trl-runs", type=int, default=3, help="timed runs of `trl sft --help` (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    alignkit = _exe("alignkit", ["-m", "alignkit"])
+    trl = _exe("trl", ["-m", "trl.cli"])
+    cases = [
+        ("alignkit --help", alignkit + ["--help"], args.runs, HELP_TARGET),
+        ("alignkit sft --recipe zephyr-7b-beta --profile full --num-gpus 8 --dry-run",
+         alignkit + ["sft", "--recipe", "zephyr-7b-beta", "--profile", "full", "--num-gpus", "8", "--dry-run"],
+         args.runs, DRY_RUN_TARGET),
+        ("alignkit recipes list", alignkit + ["recipes", "list"], args.runs, LIST_TARGET),
+        ("trl sft --help", trl + ["sft", "--help"], args.trl_runs, None),
+    ]
+    results = []
+    for label, argv, runs, target in cases:
+        r = _time(argv, runs, env)
+        r.update(command=label, target=target, ratio=(r["median"] / target) if target else None)
+        results.append(r)
+    trl_median = results[-1]["median"]
+    help_vs_trl = results[0]["median"] / trl_median
+    summary = {"results": results, "help_vs_trl": help_vs_trl, "help_vs_trl_target": TRL_RATIO_TARGET}
+
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    width = max(len(r["command"]) for r in results)
+    print(f"{'command':<{width}}  {'median':>8}  {'min':>7}  {'max':>7}  {'target':>7}  {'ratio':>6}")
+    for r in results:
+        target = f"{r['target']:.2f}s" if r["target"] else "-"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        flag = "" if r["ratio"] is None else ("  ok" if r["ratio"] <= 1 else "  OVER")
+        print(f"{r['command']:<{width}}  {r['median']:>7.3f}s  {r['min']:>6.3f}s  {r['max']:>6.3f}s  {target:>7}  "
+              f"{ratio:>6}{flag}")
+    flag = "ok" if help_vs_trl <= TRL_RATIO_TARGET else "OVER"
+    print(f"\nalignkit --help / trl sft --help = {help_vs_trl:.3f}  (target <= {TRL_RATIO_TARGET}x)  {flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
