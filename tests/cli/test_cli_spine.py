@@ -389,7 +389,7 @@ def test_run_writes_the_run_files_then_starts_the_child(run_config, recorder):
     assert (rdir / "command.sh").stat().st_mode & stat.S_IXUSR
     assert not (rdir / "lock").exists()  # released after the child exits
     assert not list(rdir.glob(".*.tmp"))  # atomic writes leave no temp files
-    assert "starting sft" in flat(res.stderr) and "done:" in res.stderr
+    assert "starting sft" in flat(res.stderr)
 
 
 @pytest.mark.parametrize("code", [3, 130])
