@@ -224,7 +224,7 @@ def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None
     if sampled:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
         table = table.take(pa.array(idx))
-    cols = render_table(table, task, renderer, workers=workers, progress=progress)
+    cols = {k: v.to_pylist() for k, v in render_table(table, task, renderer, workers=workers, progress=progress).items()}
     bar = progress.task("tokenizing", table.num_rows) if progress is not None else None
     out: dict[str, Any] = {"rows": n, "rows_measured": table.num_rows, "sampled": sampled}
     if task == "sft":
@@ -359,7 +359,7 @@ def preview(
         if renderer is not None:
             from alignkit.data.chat import render_table
 
-            rendered = render_table(head, inp.task, renderer)
+            rendered = {k: v.to_pylist() for k, v in render_table(head, inp.task, renderer).items()}
         raw = head.to_pylist()
         for j in range(head.num_rows):
             s: dict[str, Any] = {

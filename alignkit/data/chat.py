@@ -116,6 +116,57 @@ def maybe_insert_system(messages: list, template: str, enabled: bool) -> list:
     return [{"role": "system", "content": ""}, *messages]
 
 
+# Plain-Python renderings of the built-in templates: the same strings as their Jinja (tests check
+# them against it on random conversations), ~20x faster. Used only when the template text is exactly
+# a built-in one, the special tokens it reads are defined, and every role/content is a string;
+# anything else goes through Jinja, which also raises the template's own errors.
+
+
+def _fast_zephyr(msgs: list, gen: bool, special: dict) -> str:
+    eos = special["eos_token"]
+    out = []
+    last = len(msgs) - 1
+    for i, m in enumerate(msgs):
+        role = m["role"]
+        if role in ("user", "system", "assistant"):
+            out.append(f"<|{role}|>\n{m['content']}{eos}\n")
+        if i == last and gen:
+            out.append("<|assistant|>\n")
+    return "".join(out)
+
+
+def _fast_chatml(msgs: list, gen: bool, special: dict) -> str:
+    out = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs]
+    if gen:
+        out.append("<|im_start|>assistant\n")
+    return "".join(out)
+
+
+def _fast_llama3(msgs: list, gen: bool, special: dict) -> str:
+    out = [f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in msgs]
+    if out:
+        out[0] = special["bos_token"] + out[0]
+    if gen:
+        out.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    return "".join(out)
+
+
+_FAST_RENDERERS = {"zephyr": (_fast_zephyr, ("eos_token",)), "chatml": (_fast_chatml, ()), "llama3": (_fast_llama3, ("bos_token",))}
+
+
+def _fast_renderer(template: str, special: dict):
+    for name, (fn, needs) in _FAST_RENDERERS.items():
+        if template == builtin_template(name) and all(isinstance(special.get(k), str) for k in needs):
+            return fn, name
+    return None, None
+
+
+def _plain_messages(msgs: Any) -> bool:
+    return isinstance(msgs, list) and all(
+        type(m) is dict and type(m.get("role")) is str and type(m.get("content")) is str for m in msgs
+    )
+
+
 class Renderer:
     """Renders conversations with one template exactly like ``tokenizer.apply_chat_template(...,
     tokenize=False)``, without re-resolving anything per row."""
@@ -124,15 +175,21 @@ class Renderer:
         self.template = template
         self.insert_system = insert_system
         self.special = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
-        self._tokenizer = tokenizer
+        self._fast, self.fast_name = _fast_renderer(template, self.special)
 
     def render(self, messages: list, add_generation_prompt: bool = False) -> str:
         return self.render_many([messages], add_generation_prompt)[0]
 
     def render_many(self, conversations: list[list], add_generation_prompt: bool = False) -> list[str]:
+        convs = [maybe_insert_system(m, self.template, self.insert_system) for m in conversations]
+        fast = self._fast
+        if fast is not None and all(_plain_messages(c) for c in convs):
+            return [fast(c, add_generation_prompt, self.special) for c in convs]
+        return self._render_jinja(convs, add_generation_prompt)
+
+    def _render_jinja(self, convs: list[list], add_generation_prompt: bool) -> list[str]:
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        convs = [maybe_insert_system(m, self.template, self.insert_system) for m in conversations]
         rendered, _ = render_jinja_template(
             conversations=convs,
             chat_template=self.template,
@@ -202,13 +259,19 @@ def _render_range(args) -> tuple[int, list, str | None]:
     return _render_rows(_WORK["table"], _WORK["task"], _WORK["renderer"], start, stop)
 
 
+def _strings(values: list[str]):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
+
+
 def _render_rows(table, task: str, renderer: Renderer, start: int, stop: int):
-    """Render rows [start, stop); returns (start, columns, error message for the first bad row)."""
+    """Render rows [start, stop); returns (start, arrow string arrays, error for the first bad row)."""
     part = table.slice(start, stop - start)
     if task == "sft":
         msgs = part.column("messages").to_pylist()
         try:
-            return start, [renderer.render_many(msgs)], None
+            return start, [_strings(renderer.render_many(msgs))], None
         except Exception:  # noqa: BLE001 - find the row that fails
             for j, m in enumerate(msgs):
                 try:
@@ -230,7 +293,59 @@ def _render_rows(table, task: str, renderer: Renderer, start: int, stop: int):
         out_p.append(d["prompt"])
         out_c.append(d["chosen"])
         out_r.append(d["rejected"])
-    return start, [out_p, out_c, out_r], None
+    return start, [_strings(out_p), _strings(out_c), _strings(out_r)], None
+
+
+def _vector_sft(table, renderer: Renderer):
+    """SFT rendering with Arrow compute kernels for the zephyr and chatml built-ins (no Python per
+    row); None when it does not apply (other templates, null fields), then the row path is used."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    name = renderer.fast_name
+    if name not in ("zephyr", "chatml") or "messages" not in table.column_names:
+        return None
+    col = table.column("messages")
+    t = col.type
+    if not (pa.types.is_list(t) and pa.types.is_struct(t.value_type)):
+        return None
+    fields = {t.value_type.field(i).name: t.value_type.field(i).type for i in range(t.value_type.num_fields)}
+    if fields.get("role") != pa.string() or fields.get("content") != pa.string():
+        return None
+    eos = renderer.special.get("eos_token", "")
+    out = []
+    for chunk in col.chunks:
+        if chunk.null_count:
+            return None
+        flat = pc.list_flatten(chunk)
+        if flat.null_count:
+            return None
+        role, content = pc.struct_field(flat, "role"), pc.struct_field(flat, "content")
+        if role.null_count or content.null_count:
+            return None
+        if name == "zephyr":
+            piece = pc.binary_join_element_wise("<|", role, "|>\n", content, eos, "\n", "")
+            known = pc.is_in(role, value_set=pa.array(["user", "system", "assistant"]))
+            piece = pc.if_else(known, piece, "")
+            system_turn = f"<|system|>\n{eos}\n"
+        else:
+            piece = pc.binary_join_element_wise("<|im_start|>", role, "\n", content, "<|im_end|>\n", "")
+            system_turn = "<|im_start|>system\n<|im_end|>\n"
+        offsets = chunk.offsets
+        offsets = pc.subtract(offsets, offsets[0])
+        text = pc.binary_join(pa.ListArray.from_arrays(offsets, piece), "")
+        if renderer.insert_system:
+            off = offsets.to_numpy()
+            starts, lengths = off[:-1], np.diff(off)
+            first_sys = np.zeros(len(chunk), dtype=bool)
+            nonempty = lengths > 0
+            is_sys = pc.equal(role, "system").to_numpy(zero_copy_only=False)
+            first_sys[nonempty] = is_sys[starts[nonempty]]
+            add = pa.array(nonempty & ~first_sys)
+            text = pc.if_else(add, pc.binary_join_element_wise(system_turn, text, ""), text)
+        out.append(text)
+    return pa.chunked_array(out, type=pa.string())
 
 
 def rendered_column_names(task: str) -> list[str]:
@@ -246,11 +361,20 @@ def render_table(
     progress=None,
     describe_row: Callable[[int], str] | None = None,
     batch: int = 1000,
-) -> dict[str, list[str]]:
-    """Render every row of a mixed table. Returns {column name: strings}; errors name the row."""
+) -> dict:
+    """Render every row of a mixed table: {column name: pyarrow ChunkedArray of strings}, in
+    ``workers`` processes; errors name the row (``describe_row(position)``)."""
+    import pyarrow as pa
+
     n = table.num_rows
     names = rendered_column_names(task)
     bar = progress.task("templating", n) if progress is not None else None
+    if task == "sft":
+        vec = _vector_sft(table, renderer)
+        if vec is not None:
+            if bar:
+                bar.advance(n)
+            return {"text": vec}
     ranges = [(s, min(s + batch, n)) for s in range(0, n, batch)]
     results: list = []
     workers = workers or 1
@@ -287,11 +411,11 @@ def render_table(
                     fix="fix the row (e.g. roles out of the order the template demands) or use another template",
                 )
             )
-    out: dict[str, list[str]] = {name: [] for name in names}
-    for _start, cols, _err in sorted(results, key=lambda r: r[0]):
-        for name, values in zip(names, cols):
-            out[name].extend(values)
-    return out
+    results.sort(key=lambda r: r[0])
+    return {
+        name: pa.chunked_array([cols[k] for _s, cols, _e in results], type=pa.string())
+        for k, name in enumerate(names)
+    }
 
 
 def _can_fork() -> bool:

@@ -539,12 +539,12 @@ def _load_local(src: "DataSource") -> LoadedSource:
             )
         import pyarrow.parquet as pq
 
-        f = path / splits[src.split]["file"]
-        table = pq.read_table(str(f))
-        derived = [c for c in manifest.get("derived_columns", []) if c in table.column_names]
-        if derived:
-            table = table.drop_columns(derived)
-        return LoadedSource(src, table, "build", [f], [table.num_rows], info={"manifest_key": manifest.get("key")})
+        files = [path / f["file"] for f in splits[src.split]["files"]]
+        keep = [c for c in splits[src.split]["columns"] if c not in manifest.get("derived_columns", [])]
+        tables = [pq.read_table(str(f), columns=keep) for f in files]
+        return LoadedSource(
+            src, _concat(tables, where), "build", files, [t.num_rows for t in tables], info={"manifest_key": manifest.get("key")}
+        )
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         import datasets
 
@@ -593,7 +593,7 @@ def source_files(src: "DataSource") -> tuple[str, list[Path]]:
     if _is_build_dir(path):
         splits = read_manifest(path).get("splits", {})
         if src.split in splits:
-            return "build", [path / splits[src.split]["file"]]
+            return "build", [path / f["file"] for f in splits[src.split]["files"]]
         return "build", []
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return "save_to_disk", sorted(p for p in path.rglob("*") if p.is_file())
@@ -795,7 +795,7 @@ def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:
             offsets[m] = acc
             acc += tables[m].num_rows
         global_idx = offsets[si.src] + si.row
-        out_tables[split] = big.take(pa.array(global_idx))
+        out_tables[split] = _take(big, global_idx, data.preprocessing_num_workers or 1)
         orig = np.empty(len(si), dtype=np.int64)
         for m in members:
             sel = si.src == m
@@ -806,6 +806,23 @@ def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:
     plan = _split_report(data, idx, available, invalid, [ls.kind for ls in loaded])
     plan.task = task
     return MixResult(task, out_tables, out_idx, plan, loaded, results)
+
+
+def _take(table, idx, threads: int):
+    """``table.take(idx)``, in ``threads`` threads over slices of ``idx`` for big tables (Arrow
+    releases the GIL; random access into nested columns is the slow part of mixing)."""
+    import pyarrow as pa
+
+    if table.num_rows and max(c.num_chunks for c in table.columns) > 1:
+        table = table.combine_chunks()  # one chunk: take does not search chunk boundaries
+    if threads <= 1 or len(idx) < 20_000:
+        return table.take(pa.array(idx))
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = [len(idx) * k // threads for k in range(threads + 1)]
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(lambda k: table.take(pa.array(idx[bounds[k] : bounds[k + 1]])), range(threads)))
+    return pa.concat_tables(parts)
 
 
 def _empty_like(tables, data, split, carved):

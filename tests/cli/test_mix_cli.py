@@ -185,11 +185,12 @@ def test_build_is_byte_identical_cached_and_atomic(project):
     assert manifest["chat_template"]["origin"] == "tokenizer"
     assert not [p for p in project.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     # cached: same key, nothing rewritten, fast
-    mtime = (project / "out1" / "train.parquet").stat().st_mtime_ns
+    (train_file,) = (project / "out1").glob("train-*.parquet")
+    mtime = train_file.stat().st_mtime_ns
     again = as_json("build", *args, "--output", str(project / "out1"))
     assert again["cached"] is True and again["key"] == first["key"]
     assert again["seconds"] < 2.0
-    assert (project / "out1" / "train.parquet").stat().st_mtime_ns == mtime
+    assert train_file.stat().st_mtime_ns == mtime
     # other inputs into the same dir: refused, then replaced with --overwrite
     r = invoke("build", *args, "--data.mix_seed=5", "--output", str(project / "out1"))
     assert isinstance(r.exception, UsageError) and "a mix build of different inputs" in str(r.exception)
@@ -201,6 +202,23 @@ def test_build_is_byte_identical_cached_and_atomic(project):
     r = invoke("build", *args, "--output", str(project / "junk"))
     assert isinstance(r.exception, UsageError) and "not empty and not a mix build" in str(r.exception)
     assert (project / "junk" / "x.txt").read_text() == "keep me"
+
+
+def test_cached_rerun_notices_same_size_edits_and_damaged_outputs(project):
+    args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok")]
+    first = as_json("build", *args, "--output", str(project / "m"))
+    # same size, different content: the stat signature changes, the file is hashed again
+    text = (project / "t.jsonl").read_text()
+    (project / "t.jsonl").write_text(text.replace("reply", "rePly", 1))
+    r = invoke("build", *args, "--output", str(project / "m"))
+    assert isinstance(r.exception, UsageError) and "different inputs" in str(r.exception)
+    (project / "t.jsonl").write_text(text)
+    assert as_json("build", *args, "--output", str(project / "m"), "--overwrite")["key"] == first["key"]
+    # a truncated output file of the same inputs: rebuilt without asking
+    (shard,) = (project / "m").glob("test-*.parquet")
+    shard.write_bytes(shard.read_bytes()[:100])
+    again = as_json("build", *args, "--output", str(project / "m"))
+    assert again["cached"] is False and again["splits"] == first["splits"]
 
 
 def test_a_build_is_a_source_and_a_changed_input_rebuilds(project):
@@ -223,6 +241,30 @@ def test_a_build_is_a_source_and_a_changed_input_rebuilds(project):
     assert isinstance(r.exception, UsageError)
 
 
+def test_big_splits_are_sharded_in_parallel_and_read_back_in_order(project, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from alignkit.config.data import DataSource
+    from alignkit.data import build as build_mod
+    from alignkit.data.mixer import load_source
+
+    monkeypatch.setattr(build_mod, "SHARD_ROWS", 16)
+    args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"), "--data.preprocessing_num_workers=2"]
+    as_json("build", *args, "--output", str(project / "sharded"))
+    m = json.loads((project / "sharded" / "manifest.json").read_text())
+    assert [(f["file"], f["rows"]) for f in m["splits"]["train"]["files"]] == [
+        ("train-00000-of-00004.parquet", 12), ("train-00001-of-00004.parquet", 13),
+        ("train-00002-of-00004.parquet", 12), ("train-00003-of-00004.parquet", 13),
+    ]
+    monkeypatch.setattr(build_mod, "SHARD_ROWS", 1000)
+    as_json("build", *args, "--output", str(project / "one"))
+    (one,) = (project / "one").glob("train-*.parquet")
+    whole = pq.read_table(str(one))
+    back = load_source(DataSource(path=str(project / "sharded"))).table
+    assert back.column_names == ["messages"]  # the derived text column is left out
+    assert back.column("messages").to_pylist() == whole.column("messages").to_pylist()
+
+
 def test_dpo_build_renders_prompt_and_continuations(project):
     rows = [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad"} for i in range(6)]
     write_jsonl(project / "prefs.jsonl", rows)
@@ -232,7 +274,7 @@ def test_dpo_build_renders_prompt_and_continuations(project):
     assert out["splits"]["train"]["rows"] == 4 and out["splits"]["test"]["rows"] == 2
     import pyarrow.parquet as pq
 
-    t = pq.read_table(str(project / "dpo-mix" / "train.parquet")).to_pylist()
+    t = pq.read_table(str(project / "dpo-mix" / "train-00000-of-00001.parquet")).to_pylist()
     assert t[0]["text_prompt"] == f"<|user|>\n{t[0]['prompt'][0]['content']}</s>\n<|assistant|>\n"
     assert t[0]["text_chosen"] == "good answer</s>\n" and t[0]["text_rejected"] == "bad</s>\n"
 
