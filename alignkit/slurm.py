@@ -743,6 +743,10 @@ def job_info(job_id: str, *, with_progress: bool = True) -> JobInfo:
         info.output_dir = _output_dir_from_script(info.extra.get("Command", ""))
     if with_progress and info.output_dir:
         info.progress = run_progress(info.output_dir)
+    if with_progress and info.active and info.stdout:
+        live = log_progress(info.stdout)  # the trainer state is only written with checkpoints
+        if live:
+            info.progress = {**(info.progress or {}), **live}
     return info
 
 
@@ -809,6 +813,37 @@ def run_progress(output_dir: str | os.PathLike) -> dict[str, Any] | None:
         if best is None or (step or 0) > (best.get("step") or 0):
             best = entry
     return best
+
+
+_LOSS_LINE = re.compile(r"\{'loss': [^{}\n]*\}")
+
+
+def log_progress(log: str | os.PathLike, tail_bytes: int = 262144) -> dict[str, Any] | None:
+    """The newest ``{'loss': ..., 'epoch': ...}`` line the trainer printed into the job's log."""
+    import ast
+
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - tail_bytes))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for m in reversed(_LOSS_LINE.findall(text)):
+        try:
+            d = ast.literal_eval(m)
+        except (ValueError, SyntaxError):
+            continue
+        out: dict[str, Any] = {"source": str(log)}
+        for key in ("loss", "epoch"):
+            try:
+                out[key] = float(d[key])
+            except (KeyError, TypeError, ValueError):
+                pass
+        if "loss" in out:
+            return out
+    return None
 
 
 # --------------------------------------------------------------------------- cancel

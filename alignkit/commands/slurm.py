@@ -162,7 +162,12 @@ def _progress_text(p: dict | None) -> str:
         return ""
     step = p.get("step")
     total = p.get("max_steps")
-    text = f"step {step}" + (f"/{total}" if total else "")
+    parts = []
+    if step is not None:
+        parts.append(f"step {step}" + (f"/{total}" if total else ""))
+    if p.get("epoch") is not None:
+        parts.append(f"epoch {p['epoch']:.3g}")
+    text = ", ".join(parts) or "running"
     if p.get("loss") is not None:
         text += f", loss {p['loss']:.4g}" if isinstance(p["loss"], (int, float)) else f", loss {p['loss']}"
     return text

@@ -57,8 +57,7 @@ def slurm_cluster(tmp_path_factory) -> Cluster:
         _skip(f"no usable node: {res.stdout.strip()}")
     mp = pytest.MonkeyPatch()
     mp.setenv("SLURM_CONF", conf)
-    # the job registry of this session only
-    mp.setenv("ALIGNKIT_CACHE", str(tmp_path_factory.mktemp("slurm-cache")))
+    # ALIGNKIT_CACHE (the job registry, the demo assets) is already a session temp dir (tests/conftest.py)
     mp.setenv("HF_HUB_OFFLINE", "1")
     try:
         yield Cluster(conf, nodes)

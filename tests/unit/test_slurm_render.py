@@ -379,3 +379,71 @@ def test_missing_slurm_is_a_clear_runtime_failure(tmp_path, monkeypatch):
     assert exc.value.exit_code == 1
     with pytest.raises(UsageError):
         slurm.job_info("12; rm -rf /")
+
+
+def test_log_progress_reads_the_newest_loss_line(tmp_path):
+    log = tmp_path / "slurm-1.out"
+    log.write_text("alignkit[...]: job 1\n"
+                   "0: {'loss': '6.3', 'grad_norm': '3.5', 'epoch': '0.05'}\n"
+                   " 33%|███▎      | 1/3 [00:00<00:00]   {'loss': '5.883', 'grad_norm': '2.9', 'epoch': '0.1'}\n"
+                   "{'train_runtime': '0.4', 'train_loss': '5.8', 'epoch': '0.15'}\n")
+    assert slurm.log_progress(log) == {"source": str(log), "loss": 5.883, "epoch": 0.1}
+    log.write_text("no losses here\n")
+    assert slurm.log_progress(log) is None
+    assert slurm.log_progress(tmp_path / "missing.out") is None
+
+
+def test_log_patterns_round_trip(tmp_path):
+    pattern = slurm.log_pattern(tmp_path / "a 50%")
+    assert pattern.endswith("/a 50%%/slurm-%j.out")
+    assert slurm.expand_pattern(pattern, "77") == f"{tmp_path}/a 50%/slurm-77.out"
+    # as scontrol shows StdOut: %j already expanded, '%%' kept
+    assert slurm.expand_pattern(f"{tmp_path}/a 50%%/slurm-77.out", "77") == f"{tmp_path}/a 50%/slurm-77.out"
+    assert slurm.expand_pattern("/l/%x-%5j.out", "77", job_name="n") == "/l/n-00077.out"
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    code = ("import sys; from alignkit import cli; from alignkit.commands.slurm import app; "
+            "cli.app.registered_groups[:] = [g for g in cli.app.registered_groups if g.name != 'slurm']; "
+            "cli.app.add_typer(app, name='slurm'); cli.main(sys.argv[1:])")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
+                                                    env.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-c", code, "slurm", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_submit_dry_run_quotes_what_the_user_typed(tmp_path):
+    out = tmp_path / HOSTILE
+    res = _cli("submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--nodes", "2",
+               "--gpus-per-node", "1", "--per_device_train_batch_size=8", f"--output_dir={out}", "--job-name",
+               HOSTILE, "--sbatch-arg", f"--comment={HOSTILE}", "--partition", "cpu;x", "--dry-run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    script = res.stdout
+    assert script.startswith("#!/bin/bash")
+    assert f"#SBATCH --job-name={slurm.sbatch_quote(HOSTILE)}" in script
+    assert "#SBATCH --partition='cpu;x'" in script
+    assert "#SBATCH --gpus-per-node" not in script  # cpu profile: CPU processes, no GPU request
+    assert not out.exists()  # a dry run writes nothing
+    check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_submit_refuses_bad_input_with_exit_2(tmp_path):
+    base = ["submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--gpus-per-node", "1",
+            f"--output_dir={tmp_path / 'o'}", "--dry-run"]
+    res = _cli(*base, "--job-name", "a\nb")
+    assert res.returncode == 2 and "--job-name" in res.stderr and "newline" in res.stderr
+    # validated exactly as `alignkit sft`: the global batch cannot be split over 3 processes
+    res = _cli(*base, "--nodes", "3")
+    assert res.returncode == 2 and "launch.global_batch_size" in res.stderr
+    res = _cli(*base, "--learning_rat=1e-5")
+    assert res.returncode == 2 and "learning_rat" in res.stderr
+    res = _cli(*base, "--time", "soon")
+    assert res.returncode == 2 and "--time" in res.stderr
+    res = _cli(*base[:-1], "--env-setup", str(tmp_path / "nope.sh"), "--dry-run")
+    assert res.returncode == 2 and "--env-setup" in res.stderr
