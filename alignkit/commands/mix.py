@@ -297,7 +297,7 @@ def _samples(samples: list[dict], console) -> None:
         if "text" in s:
             body = s["text"]
         elif "prompt" in s and isinstance(s.get("prompt"), str):
-            body = f"{s['prompt']}[chosen →]{s['chosen']}\n[rejected →]{s['rejected']}"
+            body = f"{s['prompt']}\n─── chosen ───\n{s['chosen']}\n─── rejected ───\n{s['rejected']}"
         else:
             body = json.dumps(s.get("raw"), indent=1, ensure_ascii=False)
         console.print(Panel(Text(body), title=title, title_align="left"))
@@ -532,7 +532,10 @@ def _decontam_report(report: dict, con) -> None:
         con.print(f"  … and {report['matches_not_shown']} more (--json lists 50)", markup=False)
     unchecked = sum(f.get("unchecked_short", 0) for f in report["eval_files"])
     if unchecked:
-        con.print(f"note: {unchecked} evaluation prompts have fewer than 8 words and were not checked", markup=False)
+        from alignkit.data.decontaminate import MIN_SHORT_WORDS
+
+        shortest = min(report["ngram"], MIN_SHORT_WORDS)
+        con.print(f"note: {unchecked} evaluation prompts have fewer than {shortest} words and were not checked", markup=False)
     if report["dropped"]:
         con.print(f"dropped from the build in {report.get('output')}", markup=False)
     elif report["rows_flagged"]:

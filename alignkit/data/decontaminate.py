@@ -18,7 +18,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from alignkit.errors import DataError, Problem
 

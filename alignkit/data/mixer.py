@@ -36,10 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Task = Literal["sft", "dpo"]
 DATA_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv", ".arrow")
-COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz", ".lz4")
+COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4")
 MANIFEST = "manifest.json"
 BUILD_MARKER = "alignkit_mix"
 JSON_BLOCK_SIZE = 16 << 20
+SAVE_TO_DISK_FILES = ("state.json", "dataset_info.json", "dataset_dict.json")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,7 +467,7 @@ def _split_files(directory: Path, split: str) -> tuple[list[Path], set[str]]:
     found: list[Path] = []
     names: set[str] = set()
     for p in sorted(directory.rglob("*")):
-        if not p.is_file() or _fmt(p) not in DATA_EXTENSIONS:
+        if not p.is_file() or _fmt(p) not in DATA_EXTENSIONS or p.name in SAVE_TO_DISK_FILES:
             continue
         rel = p.relative_to(directory)
         stem_head = rel.name.split(".")[0].split("-")[0]
@@ -545,6 +546,8 @@ def _load_local(src: "DataSource") -> LoadedSource:
         return LoadedSource(
             src, _concat(tables, where), "build", files, [t.num_rows for t in tables], info={"manifest_key": manifest.get("key")}
         )
+    if (path / src.split / "state.json").is_file():
+        path = path / src.split  # the old handbook's local layout: save_to_disk(DIR/split) per split
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         import datasets
 
@@ -595,6 +598,8 @@ def source_files(src: "DataSource") -> tuple[str, list[Path]]:
         if src.split in splits:
             return "build", [path / f["file"] for f in splits[src.split]["files"]]
         return "build", []
+    if (path / src.split / "state.json").is_file():
+        path = path / src.split
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return "save_to_disk", sorted(p for p in path.rglob("*") if p.is_file())
     return "dir", _split_files(path, src.split)[0]

@@ -168,6 +168,10 @@ def test_local_source_kinds(tmp_path):
         w.writerow(["messages", "note"])
         for r in rows:
             w.writerow([json.dumps(r["messages"]), "hi"])
+    import gzip
+
+    with gzip.open(tmp_path / "z.jsonl.gz", "wt") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
     write_jsonl(tmp_path / "shard-0.jsonl", rows[:2])
     write_jsonl(tmp_path / "shard-1.jsonl", rows[2:])
     d = tmp_path / "dir"
@@ -184,11 +188,15 @@ def test_local_source_kinds(tmp_path):
 
     assert n({"path": str(tmp_path / "arr.json")}) == 6
     assert n({"path": str(tmp_path / "p.parquet")}) == 6
+    assert n({"path": str(tmp_path / "z.jsonl.gz")}) == 6
     assert n({"path": str(tmp_path / "c.csv"), "columns": ["messages"]}) == 6
     assert n({"path": str(tmp_path / "shard-*.jsonl")}) == 6
     assert n({"path": str(d)}) == 4
     assert n({"path": str(tmp_path / "dd"), "split": "train_sft"}) == 6
     assert n({"path": str(tmp_path / "single")}) == 3
+    # the old handbook's local layout: DIR/<split> written by save_to_disk, one per split
+    datasets.Dataset.from_list(rows[:5]).save_to_disk(str(tmp_path / "old" / "train_sft"))
+    assert n({"path": str(tmp_path / "old"), "split": "train_sft"}) == 5
     res = mix(DataConfig(mixture=[{"path": str(d)}, {"path": str(d), "split": "test"}]), "sft")
     assert res.tables["test"].num_rows == 2
     with pytest.raises(DataError, match=r"no split 'validation' \(it has: train_sft, test_sft\)"):
