@@ -277,8 +277,10 @@ def main(argv: list[str] | None = None) -> None:
 
         if ui.debug_enabled():
             raise
+        from rich.markup import escape
+
         ui.err_console().print(
-            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {ui.redact(str(exc))}\n"
+            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(ui.redact(str(exc)))}\n"
             "This is a bug in alignkit. Re-run with ALIGNKIT_DEBUG=1 for the traceback and report it."
         )
         sys.exit(EXIT_RUNTIME)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from alignkit.errors import DataError, NotYetAvailable, Problem, UsageError
-from alignkit.eval import alpaca, mtbench  # stdlib-only modules: cheap to import
+from alignkit.eval import defaults  # constants only: the evaluation code is imported by each command
 
 app = typer.Typer(
     name="eval",
@@ -127,9 +127,9 @@ def mt_bench(
     judge_model: Annotated[str, typer.Option("--judge-model", help="Judge model name (FastChat used gpt-4).")] = "gpt-4",
     judge_base_url: JudgeUrlOpt = "https://api.openai.com/v1",
     judge_api_key_env: JudgeKeyOpt = None,
-    questions: Annotated[str, typer.Option("--questions", help="question.jsonl: a path or URL.")] = mtbench.DEFAULT_QUESTIONS,
-    references: Annotated[str, typer.Option("--references", help="Reference answers (reference_answer/gpt-4.jsonl): a path or URL.")] = mtbench.DEFAULT_REFERENCES,
-    judge_prompts: Annotated[str, typer.Option("--judge-prompts", help="judge_prompts.jsonl: a path or URL.")] = mtbench.DEFAULT_JUDGE_PROMPTS,
+    questions: Annotated[str, typer.Option("--questions", help="question.jsonl: a path or URL.")] = defaults.MTBENCH_QUESTIONS,
+    references: Annotated[str, typer.Option("--references", help="Reference answers (reference_answer/gpt-4.jsonl): a path or URL.")] = defaults.MTBENCH_REFERENCES,
+    judge_prompts: Annotated[str, typer.Option("--judge-prompts", help="judge_prompts.jsonl: a path or URL.")] = defaults.MTBENCH_JUDGE_PROMPTS,
     output: OutputOpt = None,
     model_id: ModelIdOpt = None,
     backend: BackendOpt = "auto",
@@ -150,6 +150,7 @@ def mt_bench(
     refresh_sources: RefreshOpt = False,
 ) -> None:
     """MT-Bench with FastChat's rules: 80 two-turn questions, single-answer grading by a judge model."""
+    from alignkit.eval import mtbench
     mid = mtbench.model_id_for(model, model_id)
     out = Path(output) if output else mtbench.default_output(model, mid, "mt-bench")
     _check_output(out, mid)
@@ -220,7 +221,7 @@ def alpaca_eval(
     judge_model: Annotated[str, typer.Option("--judge-model", help="Judge model name (AlpacaEval 2.0 used gpt-4-1106-preview).")] = "gpt-4-1106-preview",
     judge_base_url: JudgeUrlOpt = "https://api.openai.com/v1",
     judge_api_key_env: JudgeKeyOpt = None,
-    judge_prompt: Annotated[str, typer.Option("--judge-prompt", help="AlpacaEval annotator prompt template: a path or URL.")] = alpaca.DEFAULT_JUDGE_PROMPT,
+    judge_prompt: Annotated[str, typer.Option("--judge-prompt", help="AlpacaEval annotator prompt template: a path or URL.")] = defaults.ALPACA_JUDGE_PROMPT,
     judge_parser: Annotated[str, typer.Option("--judge-parser", help="weighted (AlpacaEval 2.0, needs logprobs), clf, ranking, token.")] = "weighted",
     output: OutputOpt = None,
     model_id: ModelIdOpt = None,
@@ -244,6 +245,7 @@ def alpaca_eval(
     refresh_sources: RefreshOpt = False,
 ) -> None:
     """AlpacaEval: pairwise judgments against reference outputs, AlpacaEval's win rates."""
+    from alignkit.eval import alpaca, mtbench
     mid = mtbench.model_id_for(model, model_id)
     out = Path(output) if output else mtbench.default_output(model, mid, "alpaca-eval")
     _check_output(out, mid)

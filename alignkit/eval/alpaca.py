@@ -42,9 +42,9 @@ from alignkit.errors import DataError, Problem, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
 
-AE_RAW = "https://raw.githubusercontent.com/tatsu-lab/alpaca_eval/main/src/alpaca_eval/evaluators_configs"
-DEFAULT_JUDGE_PROMPT = f"{AE_RAW}/alpaca_eval_clf_gpt4_turbo/alpaca_eval_clf.txt"
-DEFAULT_JUDGE_MODEL = "gpt-4-1106-preview"
+from alignkit.eval.defaults import AE_RAW  # noqa: F401
+from alignkit.eval.defaults import ALPACA_JUDGE_MODEL as DEFAULT_JUDGE_MODEL
+from alignkit.eval.defaults import ALPACA_JUDGE_PROMPT as DEFAULT_JUDGE_PROMPT
 DEFAULT_SEED = 0
 SWITCH_COLUMN = "is_switched_outputs"
 N_ALPACA_EVAL = 805

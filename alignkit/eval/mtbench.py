@@ -35,11 +35,11 @@ from alignkit.errors import DataError, Problem, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, JsonlLog, chunks, finite_or_none, write_json_atomic
 
-FASTCHAT_RAW = "https://raw.githubusercontent.com/lm-sys/FastChat/main/fastchat/llm_judge/data"
-DEFAULT_QUESTIONS = f"{FASTCHAT_RAW}/mt_bench/question.jsonl"
-DEFAULT_REFERENCES = f"{FASTCHAT_RAW}/mt_bench/reference_answer/gpt-4.jsonl"
-DEFAULT_JUDGE_PROMPTS = f"{FASTCHAT_RAW}/judge_prompts.jsonl"
-DEFAULT_JUDGE_MODEL = "gpt-4"
+from alignkit.eval.defaults import FASTCHAT_RAW  # noqa: F401
+from alignkit.eval.defaults import MTBENCH_JUDGE_MODEL as DEFAULT_JUDGE_MODEL
+from alignkit.eval.defaults import MTBENCH_JUDGE_PROMPTS as DEFAULT_JUDGE_PROMPTS
+from alignkit.eval.defaults import MTBENCH_QUESTIONS as DEFAULT_QUESTIONS
+from alignkit.eval.defaults import MTBENCH_REFERENCES as DEFAULT_REFERENCES
 
 TEMPERATURE_CONFIG = {
     "writing": 0.7,
