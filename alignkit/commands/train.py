@@ -47,10 +47,13 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     render_summary(p)
     _build_demo_assets_if_used(p.config)
 
+    already = []
+
     def started(claim) -> None:
         if claim.note:
             ui.warn(claim.note)
         if claim.completed:
+            already.append(True)
             ui.info(f"[green]already completed[/green]: {_esc(p.output_dir)} holds this run's final model "
                     "(pass --overwrite to train it again)")
             return
@@ -59,15 +62,15 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         ui.info(f"[bold]{verb}[/bold] {task} → {out}  (run files in {out}/alignkit/)")
 
     code = spawn.run(p, overwrite=overwrite, argv=argv, on_start=started)
+    if already:
+        return 0
     status = spawn.read_status(p.output_dir)
     if status.get("state") == "preempted":
         ui.info(f"[yellow]stopped by a signal[/yellow] after saving {status.get('checkpoint')}: re-run the same "
                 "command to resume")
         return EXIT_PREEMPTED
-    if code == 0 and status.get("state") == "completed":
+    if code == 0:
         ui.info(f"[green]done:[/green] {_esc(p.output_dir)}")
-    elif code == 0 and not status:  # nothing was launched: the run had already completed
-        pass
     elif code == 130:
         ui.info("[yellow]interrupted[/yellow]: re-run the same command to resume from the last checkpoint")
     else:

@@ -420,3 +420,56 @@ def start_model(run: Run, state) -> tuple[str, str]:
         merge_adapter(path, merged, dtype=dtype, trust_remote_code=run.config.model.trust_remote_code)
     state.wait_for_everyone()
     return str(merged), f"{base} + SFT adapter {path} (merged into {merged})"
+
+
+# --------------------------------------------------------------------------- the stages both recipes share
+
+
+def prepare_output_dir(run: Run, state, logger) -> str | None:
+    """Drop half-written checkpoints, record the environment; return the checkpoint to resume from."""
+    if state.is_main_process:
+        for p in clean_incomplete_checkpoints(run.output_dir):
+            logger.warning("removed incomplete checkpoint %s (its writer was killed)", p)
+        write_env(run, state.num_processes)
+    state.wait_for_everyone()
+    resume_from = resume_checkpoint(run)
+    if resume_from:
+        logger.info("resuming from %s", resume_from)
+    return resume_from
+
+
+def train(run: Run, trainer, state, stopper: Stopper, resume_from: str | None, logger) -> bool:
+    """trainer.train(); False when a signal stopped it (a checkpoint was saved and the status says so)."""
+    if state.is_main_process:
+        logger.info("model: %s", write_model_summary(run, trainer))
+        write_status(run, "running")
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    if stopper.requested is not None:
+        if state.is_main_process:
+            write_status(run, "preempted", global_step=trainer.state.global_step, checkpoint=resume_checkpoint(run))
+        logger.warning("stopped by signal %s after saving a checkpoint; re-run to resume", stopper.requested)
+        return False
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    return True
+
+
+def evaluate(trainer) -> None:
+    if trainer.eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+
+def save(run: Run, trainer, tokenizer, state, base_model: str) -> None:
+    """The final model or adapter with tokenizer and chat template, model card, optional Hub push."""
+    finalize_model(trainer, tokenizer)
+    trainer.save_model(str(run.output_dir))
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(run.output_dir))
+        write_model_card(trainer, run, base_model, dataset_names(run))
+        if run.config.train.push_to_hub:
+            push_to_hub(run)
+        write_status(run, "completed", global_step=trainer.state.global_step)
+    state.wait_for_everyone()

@@ -34,16 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     set_seed(args.seed)
 
     ###############
-    # Checkpoints: resume from the last complete one
+    # Output dir: resume from the last complete checkpoint
     ###############
-    if state.is_main_process:
-        for p in common.clean_incomplete_checkpoints(run.output_dir):
-            logger.warning("removed incomplete checkpoint %s (its writer was killed)", p)
-        common.write_env(run, state.num_processes)
-    state.wait_for_everyone()
-    resume_from = common.resume_checkpoint(run)
-    if resume_from:
-        logger.info("resuming from %s", resume_from)
+    resume_from = common.prepare_output_dir(run, state, logger)
 
     ###############
     # Data
@@ -83,43 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     ###############
-    # Train
+    # Train (SIGTERM/SIGUSR1: save a checkpoint and stop)
     ###############
-    if state.is_main_process:
-        info = common.write_model_summary(run, trainer)
-        logger.info("model: %s", info)
-        common.write_status(run, "running")
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    if stopper.requested is not None:
-        if state.is_main_process:
-            common.write_status(run, "preempted", global_step=trainer.state.global_step,
-                                checkpoint=common.resume_checkpoint(run))
-        logger.warning("stopped by signal %s after saving a checkpoint; re-run to resume", stopper.requested)
+    if not common.train(run, trainer, state, stopper, resume_from, logger):
         return 0
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
 
     ###############
     # Evaluate
     ###############
-    if "test" in datasets and args.eval_strategy != "no":
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+    common.evaluate(trainer)
 
     ###############
     # Save model, tokenizer, chat template, model card
     ###############
-    common.finalize_model(trainer, tokenizer)
-    trainer.save_model(str(run.output_dir))
-    if state.is_main_process:
-        tokenizer.save_pretrained(str(run.output_dir))
-        common.write_model_card(trainer, run, base_path, common.dataset_names(run))
-        if cfg.train.push_to_hub:
-            common.push_to_hub(run)
-        common.write_status(run, "completed", global_step=trainer.state.global_step)
-    state.wait_for_everyone()
+    common.save(run, trainer, tokenizer, state, base_model=base_path)
     return 0
 
 

@@ -33,8 +33,10 @@ def alignkit(args, env, *, timeout=600, expect=0, cwd=None) -> subprocess.Comple
 
 
 def losses(output_dir: Path) -> list[float]:
+    """The training loss at each logged step (logging_first_step can log step 1 twice)."""
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    return [h["loss"] for h in state["log_history"] if "loss" in h]
+    by_step = {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def status(output_dir: Path) -> dict:
@@ -95,11 +97,11 @@ def test_sft_full_then_dpo_from_it(tmp_path, tiny_env):
     assert any("rewards/accuracies" in h for h in state["log_history"])
     assert status(dpo_dir)["state"] == "completed"
 
-    # the same command again resumes from the last complete checkpoint instead of starting over
+    # the same command again finds the run complete and trains nothing more
     again = alignkit(["sft", "--recipe", "tiny", "--profile", "cpu", f"--output_dir={sft_dir}", "--max_steps=6",
                       "--save_strategy=steps", "--save_steps=3", "--logging_steps=1", "--eval_strategy=steps",
                       "--eval_steps=3"], tiny_env)
-    assert "resuming" in again.stderr
+    assert "already completed" in again.stderr
     assert json.loads((sft_dir / "trainer_state.json").read_text())["global_step"] == 6
 
     # a different config into the same dir is refused, naming the fix
@@ -205,27 +207,27 @@ def test_losses_equal_a_plain_trl_script(tmp_path, tiny_env, tiny_assets, task):
     from alignkit.data.chat import to_trl
     from alignkit.data.mixer import load_mixture
 
-    settings = {"max_steps": 5, "learning_rate": 1e-3, "per_device_train_batch_size": 8,
-                "gradient_accumulation_steps": 1, "logging_steps": 1, "seed": 7, "bf16": False,
-                "gradient_checkpointing": False, "optim": "adamw_torch", "dataloader_pin_memory": False,
-                "report_to": "none", "save_strategy": "no", "max_length": 64, "lr_scheduler_type": "linear"}
+    settings = {"max_steps": 5, "learning_rate": 1e-3, "per_device_train_batch_size": 8, "logging_steps": 1,
+                "seed": 7, "report_to": "none", "save_strategy": "no", "lr_scheduler_type": "linear"}
     model = str(tiny_assets.model_dir)
-    if task == "dpo":
-        settings.update(beta=0.1, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0])
     overrides = [f"--{k}={v}" for k, v in settings.items()] + ["--eval_strategy=no",
                                                                 "--launch.global_batch_size=null"]
     if task == "dpo":
         overrides.append(f"--model_name_or_path={model}")
 
-    # the rows alignkit trains on, in its order, for the plain script
+    # the rows alignkit trains on, in its order, and every TRL setting it resolved (recipe + profile +
+    # overrides), for the plain script
     resolved = resolve_config(task, recipe="tiny", profile="cpu", overrides=overrides)
     rows = to_trl(load_mixture(resolved.config.data, task), task, resolved.config.data, "")["train"]
     train_file = tmp_path / "train.jsonl"
     rows.to_json(str(train_file), lines=True)
+    trl_settings = resolved.to_dict()["train"]
+    trl_settings.pop("output_dir")
+    assert trl_settings["warmup_steps"] == 0.1 and trl_settings["max_steps"] == 5  # recipe and overrides both
 
     plain_dir, ak_dir = tmp_path / "plain", tmp_path / "alignkit"
     plain = subprocess.run([sys.executable, str(HERE / "plain_trl.py"), task, model, str(train_file),
-                            str(plain_dir), json.dumps(settings)], env=tiny_env, capture_output=True, text=True,
+                            str(plain_dir), json.dumps(trl_settings)], env=tiny_env, capture_output=True, text=True,
                            timeout=600)
     assert plain.returncode == 0, plain.stderr[-4000:]
     alignkit([task, "--recipe", "tiny", "--profile", "cpu", f"--output_dir={ak_dir}", *overrides], tiny_env)
