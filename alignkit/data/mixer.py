@@ -625,7 +625,7 @@ def count_rows(src: "DataSource") -> int:
         if src.split in splits:
             return int(splits[src.split]["rows"])
     if path.is_file() or any(ch in raw for ch in "*?["):
-        files = [Path(p) for p in sorted(_glob.glob(raw))] if not path.is_file() else [path]
+        files = [Path(p) for p in sorted(_glob.glob(raw, recursive=True))] if not path.is_file() else [path]
         if files and all(_fmt(f) in (".parquet", ".jsonl", ".ndjson") for f in files):
             total = 0
             for f in files:

@@ -303,6 +303,31 @@ def test_decontaminate_report_drop_and_build_option(project):
     assert b["splits"]["train"]["rows"] == 38 and b["decontamination"]["copies_flagged"] == 2
 
 
+def test_both_handbook_forms_end_up_with_the_documented_counts(project):
+    """Handbook configs (translated by the config layer) mixed by the one documented arithmetic."""
+    hb = project / "hb"
+    (hb / "data").mkdir(parents=True)
+    write_jsonl(hb / "data" / "train_sft.jsonl", [sft(f"q{i}", "a") for i in range(29)])
+    write_jsonl(hb / "data" / "test_sft.jsonl", [sft(f"t{i}", "a") for i in range(7)])
+    tok = project / "tok"
+    (project / "old.yaml").write_text(
+        f"model_name_or_path: {tok}\ndataset_mixer:\n  {hb}: 0.5\ndataset_splits: [train_sft, test_sft]\n"
+    )
+    old = as_json("preview", "--task", "sft", "--config", str(project / "old.yaml"), "--samples", "0")
+    assert [(s["split"], s["weight"], s["rows"]) for s in old["splits"]["train"]["sources"]] == [("train_sft", 0.5, 14)]
+    assert [(s["split"], s["weight"], s["rows"]) for s in old["splits"]["test"]["sources"]] == [("test_sft", None, 7)]
+    (project / "new.yaml").write_text(
+        f"model_name_or_path: {tok}\n"
+        "dataset_mixture:\n"
+        f"  datasets:\n    - {{id: {hb}, split: train_sft, columns: [messages], weight: 0.7}}\n"
+        "  seed: 7\n  test_split_size: 0.1\n"
+    )
+    new = as_json("preview", "--task", "sft", "--config", str(project / "new.yaml"), "--samples", "0")
+    # floor(0.7 * 29) = 20 rows, then ceil(0.1 * 20) = 2 carved out for eval
+    assert new["seed"] == 7 and new["test_from"] == "carved"
+    assert new["splits"]["train"]["rows"] == 18 and new["splits"]["test"]["rows"] == 2
+
+
 def test_preview_from_a_recipe(tiny_assets, load_jsonl):
     out = as_json("preview", "--recipe", "tiny", "--task", "sft", "--samples", "1")
     n_train = len(load_jsonl(tiny_assets.root / "data" / "sft_train.jsonl"))
