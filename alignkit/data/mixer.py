@@ -51,9 +51,6 @@ class _NullTask:
     def advance(self, n: int = 1) -> None:
         pass
 
-    def done(self) -> None:
-        pass
-
 
 class _Task:
     def __init__(self, progress, task_id):
@@ -61,10 +58,6 @@ class _Task:
 
     def advance(self, n: int = 1) -> None:
         self._p.advance(self._id, n)
-
-    def done(self) -> None:
-        t = self._p.tasks[[x.id for x in self._p.tasks].index(self._id)]
-        self._p.update(self._id, completed=t.total if t.total is not None else 1, total=t.total or 1)
 
 
 class Progress:
