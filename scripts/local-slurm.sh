@@ -133,7 +133,7 @@ node_names() {
 }
 
 write_conf() {
-    local n="$1" hw cpus mem first_id
+    local n="$1" dest="${2:-$CONF}" hw cpus mem first_id
     hw="$(slurmd -C 2>/dev/null | head -n1)"
     cpus="$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$hw")"
     mem="$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")"
@@ -155,7 +155,7 @@ write_conf() {
     else
         nodeline="NodeName=node[1-$n] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[$((NODE_PORT_BASE + 1))-$((NODE_PORT_BASE + n))] CPUs=$cpus RealMemory=$mem State=UNKNOWN"
     fi
-    cat >"$CONF.tmp" <<EOF
+    cat >"$dest.tmp" <<EOF
 # written by scripts/local-slurm.sh (alignkit); $n node(s) on this host
 ClusterName=alignkit
 SlurmctldHost=localhost
@@ -201,8 +201,18 @@ FirstJobId=$first_id
 $nodeline
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-    mv -f "$CONF.tmp" "$CONF"
-    echo "$n" >"$DIR/nodes"
+    mv -f "$dest.tmp" "$dest"
+}
+
+# true when the running cluster's config is what this script writes now (an older script's config,
+# or other hardware, means a restart)
+conf_current() {
+    local n="$1"
+    write_conf "$n" "$DIR/slurm.conf.want"
+    diff -q <(grep -v '^FirstJobId=' "$CONF" 2>/dev/null) <(grep -v '^FirstJobId=' "$DIR/slurm.conf.want") >/dev/null
+    local rc=$?
+    rm -f "$DIR/slurm.conf.want"
+    return $rc
 }
 
 # ---------------------------------------------------------------- start / stop / status
@@ -248,17 +258,21 @@ do_start() {
     install_if_missing
     [[ $EUID -eq 0 ]] || die "starting Slurm daemons needs root"
     if ours_running; then
-        if [[ "$(cat "$DIR/nodes")" == "$n" ]] && SLURM_CONF="$CONF" sinfo -h >/dev/null 2>&1; then
+        if [[ "$(cat "$DIR/nodes")" != "$n" ]]; then
+            say "running with $(cat "$DIR/nodes") node(s); restarting with $n"
+        elif ! conf_current "$n"; then
+            say "running with an older configuration; restarting"
+        elif SLURM_CONF="$CONF" sinfo -h >/dev/null 2>&1; then
             say "already running with $n node(s)"
             print_env
             return 0
         fi
-        say "running with $(cat "$DIR/nodes") node(s); restarting with $n"
     fi
     stop_daemons
     start_munge
     port_busy "$CTLD_PORT" && die "port $CTLD_PORT is in use by another program (another slurmctld?); set ALIGNKIT_SLURM_CTLD_PORT"
     write_conf "$n"
+    echo "$n" >"$DIR/nodes"
     local since name k
     since=$(date +%s)
     # -c: start from a clean state (the previous cluster's jobs are gone with its daemons)

@@ -198,3 +198,22 @@ def test_preemption_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path):
     assert "RESUMED from signal 15 (restart 1)" in log
     assert "requeueing job" not in log  # Slurm requeued it; the script did not add a second requeue
     assert info.restarts == 1
+
+
+def test_local_cluster_script_is_idempotent(slurm_cluster):
+    from .conftest import REPO, STATE_DIR
+
+    if slurm_cluster.conf != str(STATE_DIR / "slurm.conf"):
+        pytest.skip(f"this cluster ({slurm_cluster.conf}) was not started by scripts/local-slurm.sh")
+    script = str(REPO / "scripts" / "local-slurm.sh")
+    before = subprocess.run(["bash", script, "status"], capture_output=True, text=True, timeout=60)
+    assert before.returncode == 0, before.stdout + before.stderr
+    pids = re.findall(r"running \((\d+)\)", before.stdout)
+    assert len(pids) == 1 + len(slurm_cluster.nodes)
+    again = subprocess.run(["bash", script, "start", "--nodes", str(len(slurm_cluster.nodes))],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already running" in again.stdout
+    assert f"export SLURM_CONF={slurm_cluster.conf}" in again.stdout
+    after = subprocess.run(["bash", script, "status"], capture_output=True, text=True, timeout=60)
+    assert re.findall(r"running \((\d+)\)", after.stdout) == pids  # nothing was restarted
