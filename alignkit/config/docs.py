@@ -48,6 +48,8 @@ def epilog(task: str, intro: str) -> str:
 if __name__ == "__main__":
     from pathlib import Path
 
+    from alignkit.fsutil import write_atomic
+
     target = Path(__file__).with_name(FILE)
-    target.write_text(json.dumps(build(), indent=1) + "\n")
+    write_atomic(target, json.dumps(build(), indent=1) + "\n")
     print(f"wrote {target}")

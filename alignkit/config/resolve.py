@@ -120,11 +120,13 @@ def resolve_config(
     if stack is not None:
         for name, cfg in stack.config_layers:
             layers.append(build_layer(cfg, f"profile {name}", task, f"profile {name}"))
+    unreadable = False
     for path in config_files:
         try:
             raw = read_yaml(path)
         except ConfigError as exc:
             problems += exc.problems
+            unreadable = True
             continue
         layers.append(build_layer(raw, f"config {path}", task, path))
     if override_map:
@@ -150,7 +152,8 @@ def resolve_config(
         config = run_model(task).model_validate(doc)
     except ValidationError as exc:
         found = _pydantic_problems(exc, task, provenance)
-        if recipe and recipe_label is None:  # the recipe could not be read (reported): its model is not missing
+        if (recipe and recipe_label is None) or unreadable:
+            # the recipe or a config file could not be read (reported): what it sets is not missing
             found = [p for p in found if not (p.where == "model.model_name_or_path" and p.message == "is required")]
         problems += found
     if config is not None and not problems:
@@ -230,8 +233,26 @@ def _pydantic_problems(exc: ValidationError, task: str, provenance) -> list[Prob
                 msg = f"{msg} (got {value!r})"
             if section == "data" and len(loc) > 2 and loc[1] == "mixture":
                 fix = "see docs/data.md for the source fields"
+            else:
+                fix = _value_fix(err, where, task, section, key)
         out.append(Problem(where, msg, fix, source))
     return out
+
+
+_BOUNDS = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+           "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+
+
+def _value_fix(err: dict, where: str, task: str, section: str, key: str | None) -> str:
+    """What to do about a value of the wrong type or out of range."""
+    ctx = err.get("ctx") or {}
+    if err["type"] in _BOUNDS and _BOUNDS[err["type"]][1] in ctx:
+        words, bound = _BOUNDS[err["type"]]
+        return f"set {where} to a value {words} {ctx[bound]}"
+    if err["type"] == "literal_error" and "expected" in ctx:
+        return f"set {where} to {ctx['expected']}"
+    look = f" --search {key}" if key else f" {section}"
+    return f"give {where} a valid value (type and meaning: `alignkit config fields --task {task}{look}`)"
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

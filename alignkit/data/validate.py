@@ -270,12 +270,25 @@ def _parse_json_messages(values: list) -> list:
     return out
 
 
+def _empty(table, source: str, result: SourceValidation) -> bool:
+    """An empty file (no rows, hence no columns) is reported as empty, not as a missing column."""
+    if table.num_rows or table.column_names:
+        return False
+    result.source_problems.append(
+        Problem(where=f"source {source}", message="is empty: no rows",
+                fix="give a file with rows (JSONL: one JSON object per line), or remove the source")
+    )
+    return True
+
+
 def validate_sft(table, source: str, *, locate=None) -> tuple[Any, SourceValidation]:
     """Check ``messages`` in every row. Returns the (possibly normalized) table and the findings."""
     import numpy as np
     import pyarrow as pa
 
     result = SourceValidation(source=source, rows=table.num_rows, locate=locate)
+    if _empty(table, source, result):
+        return table, result
     if "messages" not in table.column_names:
         result.source_problems.append(
             Problem(
@@ -334,6 +347,8 @@ def validate_dpo(table, source: str, *, locate=None) -> tuple[Any, SourceValidat
     import pyarrow as pa
 
     result = SourceValidation(source=source, rows=table.num_rows, locate=locate)
+    if _empty(table, source, result):
+        return table, result
     missing = [c for c in ("chosen", "rejected") if c not in table.column_names]
     if missing:
         result.source_problems.append(

@@ -172,6 +172,17 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _save_png(fig, path: Path) -> None:
+    """savefig into memory, then a temp file + rename: a killed report never leaves half a PNG."""
+    import io
+
+    from alignkit.fsutil import write_bytes_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_bytes_atomic(path, buf.getvalue())
+
+
 def _plot_curves(runs: list[RunData], metrics: list[str], title: str, path: Path) -> bool:
     import matplotlib
 
@@ -197,7 +208,7 @@ def _plot_curves(runs: list[RunData], metrics: list[str], title: str, path: Path
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        _save_png(fig, path)
     plt.close(fig)
     return drawn
 
@@ -227,7 +238,7 @@ def _plot_evals(runs: list[RunData], path: Path) -> bool:
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_title(label)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
     return True
 
@@ -257,7 +268,7 @@ def plot_mtbench_categories(results: list[tuple[str, dict]], path: Path) -> bool
     ax.set_title("MT-Bench by category")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
     return True
 

@@ -9,6 +9,7 @@ The output dir is the unit of work:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +64,36 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         return None
 
 
+@contextlib.contextmanager
+def _guard(directory: Path):
+    """Serialize lock checks of one run dir between processes (flock on the dir itself): without it, two
+    runs started together could both find a stale lock, each clear it and each take the dir. Best
+    effort: a filesystem without flock on directories falls back to the lock file alone."""
+    try:
+        import fcntl
+
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def acquire_lock(lock: Path) -> str | None:
     """Take the run lock or raise ConfigError if a live run holds it. Returns a note if a stale lock was cleared."""
     lock.parent.mkdir(parents=True, exist_ok=True)
+    with _guard(lock.parent):
+        return _acquire_lock(lock)
+
+
+def _acquire_lock(lock: Path) -> str | None:
     note = None
     for _ in range(2):
         try:
@@ -115,6 +144,13 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
                                   "choose a writable --output_dir")) from None
     if not os.access(out, os.W_OK):
         raise ConfigError(Problem("train.output_dir", f"{out} is not writable", "choose a writable --output_dir"))
+    try:  # os.access says yes to root everywhere: try it (a read-only or special filesystem says no)
+        rdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=rdir):
+            pass
+    except OSError as exc:
+        raise ConfigError(Problem("train.output_dir", f"cannot write into {out}: {exc.strerror or exc}",
+                                  "choose a writable --output_dir")) from None
     lock = rdir / LOCK_NAME
     note = acquire_lock(lock)
     try:
