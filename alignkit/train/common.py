@@ -232,6 +232,7 @@ def callbacks(stopper: Stopper) -> list:
             _barrier()
             if state.is_world_process_zero:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                _test_slow_save()
                 if ckpt.is_dir():
                     write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": state.global_step,
                                                                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -246,6 +247,21 @@ def callbacks(stopper: Stopper) -> list:
             return control
 
     return [MarkComplete(), StopOnSignal()]
+
+
+TEST_SLOW_SAVE = "ALIGNKIT_TEST_SLOW_SAVE"
+
+
+def _test_slow_save() -> None:
+    """Test hook: ALIGNKIT_TEST_SLOW_SAVE=SECONDS sleeps after the Trainer wrote a checkpoint and before it
+    is marked complete, so that a test can SIGKILL a run while a checkpoint is being written
+    (tests/robustness/test_faults.py). Unset in real runs: no effect."""
+    delay = os.environ.get(TEST_SLOW_SAVE)
+    if delay:
+        try:
+            time.sleep(float(delay))
+        except ValueError:
+            pass
 
 
 def _barrier() -> None:
