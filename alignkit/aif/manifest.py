@@ -249,7 +249,8 @@ def write_dataset_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         with quiet_hf(datasets_too=True):
-            dd.save_to_disk(str(tmp))
+            # an empty split needs one (empty) shard: with zero, datasets 5.2 cannot load_from_disk it
+            dd.save_to_disk(str(tmp), num_shards={name: (1 if not rows else None) for name, rows in splits.items()})
         if extra is not None:
             extra(tmp)  # may add to ``manifest`` too
         manifest = {

@@ -110,8 +110,7 @@ def generate(
 ) -> None:
     """Sample N completions per prompt from each model, appended to OUTPUT/completions.jsonl as they arrive.
 
-    A re-run skips every (prompt, model, sample) already there: an interrupted run resumes, a larger
-    --n adds samples, another --model adds a model.
+    A re-run skips every (prompt, model, sample) already there: an interrupted run resumes, a larger --n adds samples, another --model adds a model.
     """
     from alignkit.aif import generate as gen
     from alignkit.aif.manifest import WorkDir
