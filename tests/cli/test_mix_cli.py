@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from alignkit.errors import DataError, UsageError
 
-APP_MODULE = "alignkit.commands.mix"  # main app: "alignkit.cli"
-PREFIX: list[str] = []  # main app: ["mix"]
+APP_MODULE = "alignkit.cli"  # the sub-app alone: "alignkit.commands.mix"
+PREFIX: list[str] = ["mix"]  # the sub-app alone: []
 APP = importlib.import_module(APP_MODULE).app
 REPO = Path(__file__).resolve().parents[2]
 
