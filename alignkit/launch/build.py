@@ -86,7 +86,7 @@ def batch_math(resolved: Resolved, world_size: int) -> BatchMath:
     if target % per_step:
         worlds = [w for w in range(1, target + 1) if target % (per_device * w) == 0]
         micro = [b for b in range(1, target + 1) if target % (b * world_size) == 0]
-        fixes = [f"use a world size (--num-gpus x --num-nodes) in {worlds[:12]}"]
+        fixes = [f"use a world size (--num-gpus x --num-nodes) in {worlds[:12]}"] if worlds else []
         if micro:
             fixes.append(f"--per_device_train_batch_size in {micro[:12]}")
         fixes.append(f"--launch.global_batch_size=null to keep gradient_accumulation_steps={accum} "
@@ -146,8 +146,10 @@ def plan_from_resolved(
 ) -> LaunchPlan:
     per_node, note = _processes_per_node(resolved, num_gpus, dry_run)
     nodes = num_nodes if num_nodes is not None else resolved.config.launch.num_nodes
-    if per_node < 1 or nodes < 1:
+    if per_node < 1:
         raise ConfigError(Problem("--num-gpus", "must be at least 1", "pass --num-gpus N with N >= 1"))
+    if nodes < 1:
+        raise ConfigError(Problem("--num-nodes", "must be at least 1", "pass --num-nodes N with N >= 1"))
     world = per_node * nodes
     batch = batch_math(resolved, world)
 
@@ -156,6 +158,10 @@ def plan_from_resolved(
     config["train"]["output_dir"] = str(out_dir)
     config["train"]["gradient_accumulation_steps"] = batch.gradient_accumulation_steps
     config["launch"].update(num_gpus=per_node, num_nodes=nodes)
+    if resolved.profile.cpu:
+        # DDP on CPU needs use_cpu (accelerate then runs MULTI_CPU over gloo); under DeepSpeed it must be
+        # off, or accelerate drops DeepSpeed for plain MULTI_CPU
+        config["train"]["use_cpu"] = not resolved.profile.uses_deepspeed
     rdir = run_dir(out_dir)
     ds_path = str(rdir / "deepspeed.json") if resolved.profile.uses_deepspeed else None
     acc = _accelerate_config(resolved, world, nodes, ds_path)

@@ -299,12 +299,12 @@ def git_commit() -> str | None:
         return None
 
 
-def write_env(run: Run, world_size: int) -> None:
+def write_env(run: Run, state) -> None:
     from alignkit.commands.envinfo import collect
 
     info = collect()
-    info.update(git_commit=git_commit(), argv=run.raw.get("argv"), world_size=world_size,
-                python_executable=sys.executable)
+    info.update(git_commit=git_commit(), argv=run.raw.get("argv"), world_size=state.num_processes,
+                distributed_type=str(state.distributed_type), python_executable=sys.executable)
     info.pop("accelerate_default_config", None)
     write_json_atomic(run.run_dir / "env.json", info)
 
@@ -324,7 +324,8 @@ def describe_model(model) -> dict[str, Any]:
         total += n
         trainable += n if p.requires_grad else 0
     return {"class": type(model).__name__, "total_params": total, "trainable_params": trainable,
-            "quantized_linear": counts, "dtype": str(next(model.parameters()).dtype)}
+            "quantized_linear": counts, "dtype": str(next(model.parameters()).dtype),
+            "zero3_partitioned": any(hasattr(p, "ds_id") for p in model.parameters())}
 
 
 def write_model_summary(run: Run, trainer) -> dict[str, Any]:
@@ -441,12 +442,23 @@ def start_model(run: Run, state) -> tuple[str, str]:
 # --------------------------------------------------------------------------- the stages both recipes share
 
 
+def check_world_size(run: Run, state) -> None:
+    """Every process must see the world the launcher planned: a mismatch means the processes would each
+    train alone on the same output dir (e.g. MULTI_GPU on a machine without CUDA and without use_cpu)."""
+    planned = run.raw.get("world_size")
+    if planned and state.num_processes != planned:
+        raise RuntimeError(
+            f"alignkit planned {planned} processes but this one sees a world of {state.num_processes} "
+            f"({state.distributed_type}); refusing to train so that processes do not overwrite each other"
+        )
+
+
 def prepare_output_dir(run: Run, state, logger) -> str | None:
     """Drop half-written checkpoints, record the environment; return the checkpoint to resume from."""
     if state.is_main_process:
         for p in clean_incomplete_checkpoints(run.output_dir):
             logger.warning("removed incomplete checkpoint %s (its writer was killed)", p)
-        write_env(run, state.num_processes)
+        write_env(run, state)
     state.wait_for_everyone()
     resume_from = resume_checkpoint(run)
     if resume_from:

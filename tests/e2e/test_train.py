@@ -174,7 +174,8 @@ def test_two_processes_match_one_at_equal_global_batch(tmp_path, tiny_env):
     assert "gradient_accumulation_steps: 2" in run1 and "gradient_accumulation_steps: 1" in run2
     acc2 = (two / "alignkit" / "accelerate.yaml").read_text()
     assert "distributed_type: MULTI_GPU" in acc2 and "num_processes: 2" in acc2
-    assert json.loads((two / "alignkit" / "env.json").read_text())["world_size"] == 2
+    env = json.loads((two / "alignkit" / "env.json").read_text())
+    assert env["world_size"] == 2 and env["distributed_type"] == "DistributedType.MULTI_CPU"
     l1, l2 = losses(one), losses(two)
     assert len(l1) == len(l2) == 4
     for a, b in zip(l1, l2):
@@ -189,6 +190,9 @@ def test_deepspeed_zero3_on_cpu(tmp_path, tiny_env):
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["zero_optimization"]["stage3_param_persistence_threshold"] == 0  # tiny params really sharded
     info = json.loads((out / "alignkit" / "model.json").read_text())
+    assert info["zero3_partitioned"] is True
+    env = json.loads((out / "alignkit" / "env.json").read_text())
+    assert env["world_size"] == 2 and env["distributed_type"] == "DistributedType.DEEPSPEED"
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out)  # the 16-bit weights gathered at save
