@@ -65,6 +65,25 @@ def _choice_validator(name: str, choices: list[str]):
     return check
 
 
+def _loss_types_validator(choices: list[str]):
+    check = _choice_validator("loss_type", choices)
+
+    def each(value: Any) -> Any:
+        if isinstance(value, list):
+            for v in value:
+                check(v)
+        return value
+
+    return each
+
+
+def dpo_loss_types() -> list[str]:
+    """The DPO loss types TRL offers, read from its own field help (kept current by the snapshot test)."""
+    import re
+
+    return re.findall(r"`'([a-z_0-9]+)'`", trl_snapshot()["tasks"]["dpo"]["loss_type"]["help"])
+
+
 @lru_cache(maxsize=1)
 def trl_snapshot() -> dict:
     text = resources.files("alignkit.config").joinpath("trl_fields.json").read_text()
@@ -85,6 +104,8 @@ def train_model(task: str) -> type[BaseModel]:
         validators = []
         if name in ("report_to",) or (task == "dpo" and name == "loss_type"):
             validators.append(BeforeValidator(_as_list))
+        if task == "dpo" and name == "loss_type":
+            validators.insert(0, BeforeValidator(_loss_types_validator(dpo_loss_types())))
         if spec.get("choices"):
             validators.append(BeforeValidator(_choice_validator(name, spec["choices"])))
         if validators:

@@ -89,9 +89,10 @@ def test_sft_full_then_dpo_from_it(tmp_path, tiny_env):
     assert status(sft_dir)["state"] == "completed" and status(sft_dir)["global_step"] == 6
     assert len(losses(sft_dir)) == 6 and losses(sft_dir)[-1] < losses(sft_dir)[0]
 
-    # DPO from the full SFT model: TRL keeps a frozen copy as the reference
+    # DPO from the full SFT model (TRL keeps a frozen copy as the reference), with another TRL loss
     alignkit(["dpo", "--recipe", "tiny", "--profile", "cpu", f"--model_name_or_path={sft_dir}",
-              f"--output_dir={dpo_dir}", "--max_steps=4", "--save_steps=4", *QUICK], tiny_env)
+              f"--output_dir={dpo_dir}", "--max_steps=4", "--save_steps=4", "--loss_type=ipo", *QUICK], tiny_env)
+    assert "- ipo" in (dpo_dir / "alignkit" / "run.yaml").read_text()
     assert (dpo_dir / "model.safetensors").is_file()
     state = json.loads((dpo_dir / "trainer_state.json").read_text())
     assert any("rewards/accuracies" in h for h in state["log_history"])
