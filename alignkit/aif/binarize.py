@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.aif.generate import completion_key
+from alignkit.aif.generate import completion_key, load_completions
 from alignkit.aif.judge import completion_scores, judges_in, rating_key
 from alignkit.aif.manifest import (
     PAIRS,
@@ -166,7 +166,7 @@ def binarize(
             raise UsageError(
                 Problem(where="--aspects", message=f"{judge} has not rated {', '.join(missing)}", fix=f"use some of: {', '.join(known)}")
             )
-    completions = list(load_log(work.completions, completion_key).values())
+    completions = load_completions(work)
     scores = completion_scores(completions, ratings, judge, aspects)
 
     by_prompt: dict[str, list[dict]] = {}

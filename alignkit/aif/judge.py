@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alignkit.aif.generate import completion_key
+from alignkit.aif.generate import completion_key, load_completions
 from alignkit.aif.manifest import WorkDir, canonical, load_log, sha256_text
 from alignkit.aif.progress import Reporter
-from alignkit.errors import ConfigError, DataError, Problem, UsageError
+from alignkit.errors import ConfigError, Problem, UsageError
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
 RATING_MIN, RATING_MAX = 1, 5
@@ -203,10 +203,7 @@ def judge_completions(
 ) -> dict:
     """Rate every completion in ``work`` on every aspect not yet rated by ``client.model``."""
     reporter = reporter or Reporter()
-    work.require_completions()
-    completions = sorted(load_log(work.completions, completion_key).values(), key=completion_key)
-    if not completions:
-        raise DataError(Problem(where=str(work.completions), message="no completions", fix="run `alignkit aif generate` first"))
+    completions = load_completions(work)
     judge = client.model
     manifest = work.read_manifest()
     judges = manifest.setdefault("judges", {})

@@ -11,7 +11,7 @@ import pytest
 from alignkit.aif import judge as aj
 from alignkit.aif.manifest import WorkDir, load_log, prompt_id
 from alignkit.aif.models import make_client
-from alignkit.errors import ConfigError, RuntimeFailure, UsageError
+from alignkit.errors import ConfigError, DataError, RuntimeFailure, UsageError
 from tests.aif_support import response_of, write_work
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary, user_text
 
@@ -201,4 +201,10 @@ def test_judge_prompt_and_aspect_errors_name_the_place(tmp_path):
     with pytest.raises(Exception, match="no completions.jsonl"):
         with FakeJudge() as j:
             aj.judge_completions(WorkDir(tmp_path / "nothing"), client(j), ["honesty"], aj.load_judge_prompts(None))
-    assert prompt_id("x") == "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "completions.jsonl").write_text(json.dumps({"prompt_id": prompt_id("hi"), "model": "m", "sample": 0, "prompt": "hi"}) + "\n")
+    with pytest.raises(DataError, match="completion missing or not a string"):
+        with FakeJudge() as j:
+            aj.judge_completions(WorkDir(broken), client(j), ["honesty"], aj.load_judge_prompts(None))
+        assert j.calls == 0
