@@ -1,0 +1,160 @@
+"""Shared pieces of the robustness tests: the real CLI in a subprocess, canary secrets, a tiny training
+run that several tests look at, and /proc helpers.
+
+* ``cli(args, env, cwd=None)``: ``python -m alignkit ARGS`` with output captured (COLUMNS wide, no GPU).
+* ``flat(text)``: whitespace collapsed (rich wraps long lines).
+* ``CANARIES``: a distinct fake secret per variable; ``with_canaries(env)`` adds them.
+* ``reference_run`` (session): ``alignkit sft --recipe tiny`` for ``REF_ARGS`` with the canaries set, started in
+  the background when first requested (so it overlaps other work on 2 cores); ``.wait()`` returns it.
+  test_faults compares its final weights with an interrupted-and-resumed run's; test_secrets scans it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ALIGNKIT = [sys.executable, "-m", "alignkit"]
+QUICK = ["--eval_strategy=no", "--report_to=none", "--logging_steps=1"]
+# 10 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
+# and a resume in between, each process still short
+REF_ARGS = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=10", "--save_strategy=steps",
+            "--save_steps=2", *QUICK]
+
+CANARIES = {
+    "HF_TOKEN": "hf_CanaryHfToken7a1c9e3f5b2d4068",
+    "HUGGING_FACE_HUB_TOKEN": "hf_CanaryHubToken0d2f4b6a8c1e3579",
+    "OPENAI_API_KEY": "sk-CanaryOpenAiKey5e7c9a1b3d2f4680",
+    "WANDB_API_KEY": "CanaryWandbKey9b8a7c6d5e4f30211234abcd",
+    "MY_JUDGE_KEY": "sk-CanaryJudgeKey3c5e7a9b1d2f4608",
+}
+
+
+def base_env(env: dict[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in env.items() if k != "ALIGNKIT_DEBUG"}
+    out.update({"CUDA_VISIBLE_DEVICES": "", "COLUMNS": "400", "PYTHONUNBUFFERED": "1"})
+    return out
+
+
+def with_canaries(env: dict[str, str]) -> dict[str, str]:
+    return {**base_env(env), **CANARIES}
+
+
+def cli(args, env: dict[str, str], *, cwd=None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*ALIGNKIT, *map(str, args)], env=base_env(env), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def flat(text: str) -> str:
+    return " ".join((text or "").split())
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, pgid) of a process, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[2])
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``text``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        st = proc_stat(int(entry))
+        if text in cmdline and st is not None and st[0] != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None and st[1] == pgid and st[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def kill_all(pids, sig=signal.SIGKILL) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------- the shared training run
+
+
+@dataclass
+class RefRun:
+    output_dir: Path
+    root: Path  # everything this run wrote or printed lives below it
+    proc: subprocess.Popen
+    stdout_path: Path
+    stderr_path: Path
+    returncode: int | None = None
+
+    def wait(self, timeout: float = 900) -> "RefRun":
+        if self.returncode is None:
+            try:
+                self.returncode = self.proc.wait(timeout=timeout)
+            finally:
+                if self.proc.poll() is None:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+        assert self.returncode == 0, (f"reference run exit {self.returncode}\n"
+                                      f"{self.stderr_path.read_text()[-6000:]}")
+        return self
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, tiny_env):
+    root = tmp_path_factory.mktemp("reference-run")
+    out = root / "out"
+    stdout, stderr = root / "stdout.txt", root / "stderr.txt"
+    with open(stdout, "w") as so, open(stderr, "w") as se:
+        proc = subprocess.Popen([*ALIGNKIT, *REF_ARGS, f"--output_dir={out}"], env=with_canaries(tiny_env),
+                                cwd=root, stdout=so, stderr=se, start_new_session=True)
+    run = RefRun(out, root, proc, stdout, stderr)
+    yield run
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
