@@ -208,6 +208,8 @@ def _pydantic_problems(exc: ValidationError, task: str, provenance) -> list[Prob
         section = loc[0]
         key = loc[1] if len(loc) > 1 else None
         where = ".".join(loc)
+        if section != "data" and key is not None and err["type"] != "extra_forbidden":
+            where = f"{section}.{key}"  # not "lora.target_modules.list[str]" (pydantic's union member)
         source = provenance.get((section, key)) if key else None
         msg = err["msg"].removeprefix("Value error, ")
         fix = None

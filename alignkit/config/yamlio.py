@@ -109,6 +109,8 @@ def parse_yaml(text: str, origin: str) -> Any:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         fix = "fix the YAML syntax"
+        if "could not determine a constructor" in str(problem):
+            fix = "remove the '!!' tag: configs are plain YAML, read with a safe loader (no Python objects)"
         if mark is not None and "\t" in (text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""):
             fix = "indent with spaces: YAML does not allow tabs"
         raise ConfigError(Problem(where=f"{origin}{line}", message=f"YAML error: {problem}", fix=fix)) from None
@@ -122,9 +124,14 @@ def read_yaml(path: str | os.PathLike, origin: str | None = None) -> Any:
     except FileNotFoundError:
         raise ConfigError(Problem(where=str(path), message="file not found", fix="check the path")) from None
     except IsADirectoryError:
-        raise ConfigError(Problem(where=str(path), message="is a directory, not a YAML file")) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(Problem(where=str(path), message=f"cannot read: {exc}")) from None
+        raise ConfigError(Problem(where=str(path), message="is a directory, not a YAML file",
+                                  fix="pass the path of a .yaml file")) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(Problem(where=str(path), message=f"is not UTF-8 text: {exc.reason} at byte {exc.start}",
+                                  fix="save it as UTF-8 text (is it really a YAML file?)")) from None
+    except OSError as exc:
+        raise ConfigError(Problem(where=str(path), message=f"cannot read: {exc.strerror or exc}",
+                                  fix="check the file's permissions")) from None
     return parse_yaml(text, origin)
 
 

@@ -135,7 +135,8 @@ def load_for_generation(
         tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(chain[-1], **kwargs)
     except (OSError, ValueError) as e:
-        raise RuntimeFailure(
+        # a local dir that does not load (no weights, no tokenizer, damaged files) is an input to fix: exit 2
+        raise (ConfigError if Path(chain[-1]).is_dir() else RuntimeFailure)(
             Problem(
                 where=chain[-1],
                 message=f"cannot load the model: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",

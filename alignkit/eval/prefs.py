@@ -76,7 +76,9 @@ def _load_failure(path: str, e: Exception) -> RuntimeFailure | ConfigError:
         return ConfigError(
             Problem(where=path, message="no such model directory", fix="pass the output_dir of a finished run")
         )
-    return RuntimeFailure(
+    # a local dir that does not load (no weights, no tokenizer, damaged files) is an input to fix: exit 2
+    cls = ConfigError if Path(path).is_dir() else RuntimeFailure
+    return cls(
         Problem(
             where=path,
             message=f"cannot load the model: {type(e).__name__}: {e}",

@@ -75,10 +75,14 @@ def find_trainer_state(run_dir: Path) -> Path | None:
 
 
 def trainer_state_curves(path: Path) -> dict[str, Series]:
+    fix = "it is written by the Trainer at each save: delete the damaged file, or point at the run's checkpoint-* dir"
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise DataError(Problem(where=str(path), message=f"unreadable trainer state: {e}")) from None
+        raise DataError(Problem(where=str(path), message=f"unreadable trainer state: {e}", fix=fix)) from None
+    if not isinstance(state, dict) or not isinstance(state.get("log_history", []), list):
+        raise DataError(Problem(where=str(path), message="is not a trainer state (expected an object with a "
+                                "'log_history' list)", fix=fix))
     curves: dict[str, Series] = {}
     for entry in state.get("log_history", []):
         if not isinstance(entry, dict) or "step" not in entry:
