@@ -267,6 +267,7 @@ def render_sbatch(
     _check_line("--chdir", workdir)
     for tok in plan.command:
         _check_line("launch command", str(tok))
+    _check_line("--profile", str(plan.profile))  # it goes into a comment line
     want_gpus = request_gpus if request_gpus is not None else not _is_cpu_plan(plan)
 
     out = ["#!/bin/bash"]

@@ -22,6 +22,13 @@ _EPILOG = ("Any config key can follow as an override, as with `alignkit sft`: --
            "saves a checkpoint, the job requeues itself and resumes from it.")
 
 
+def _esc(value) -> str:
+    """User text (paths, job names) must not be read as rich markup."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
 def _safe_file_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "job"
 
@@ -125,8 +132,8 @@ def submit(
     text = slurm.render_sbatch(plan, **render_kwargs)
     train_cmd.render_summary(plan)
     if dry_run:
-        ui.info(f"[dim]dry run: would write {script_path} and submit it; the log would be "
-                f"{rdir}/slurm-<jobid>.out[/dim]")
+        ui.info(f"[dim]dry run: would write {_esc(script_path)} and submit it; the log would be "
+                f"{_esc(rdir)}/slurm-<jobid>.out[/dim]")
         ui.print_out(text)
         return
 
@@ -139,7 +146,13 @@ def submit(
 
     claim = spawn.claim_output_dir(plan, overwrite)
     try:
+        if claim.resume and spawn.read_status(plan.output_dir).get("state") == "completed":
+            # as `alignkit sft/dpo`: the same run already finished; nothing to submit
+            ui.info(f"[green]already completed[/green]: {_esc(out_dir)} holds this run's final model (pass "
+                    "--overwrite to train again); nothing submitted")
+            return
         spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
+        (rdir / "status.json").unlink(missing_ok=True)
         slurm.write_script(script_path, text)
     finally:
         claim.lock_path.unlink(missing_ok=True)
@@ -150,9 +163,9 @@ def submit(
                                                "gpus_per_node": gpus_per_node})
     log = rdir / f"slurm-{job_id}.out"
     verb = "resumes" if claim.resume else "starts"
-    ui.info(f"[green]submitted[/green] job {job_id} ({name}): {task} {verb} in {out_dir}")
-    ui.info(f"  script: {script_path}")
-    ui.info(f"  log:    {log}")
+    ui.info(f"[green]submitted[/green] job {job_id} ({_esc(name)}): {task} {verb} in {_esc(out_dir)}")
+    ui.info(f"  script: {_esc(script_path)}")
+    ui.info(f"  log:    {_esc(log)}")
     ui.info(f"  watch:  alignkit slurm status {job_id}   ·   alignkit slurm logs {job_id} --follow")
     ui.print_out(job_id)
 
@@ -188,16 +201,23 @@ def status(
     if job_id is None and not jobs:
         ui.print_out("no jobs in the queue")
         return
-    from rich.table import Table
-
-    t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    for col in ("JOBID", "NAME", "STATE", "ELAPSED", "NODES", "WHERE", "PROGRESS"):
-        t.add_column(col)
+    header = ("JOBID", "NAME", "STATE", "ELAPSED", "NODES", "WHERE", "PROGRESS")
+    rows = []
     for j in jobs:
         where = j.node_list or (f"({j.reason})" if j.reason and j.reason != "None" else "")
         state = j.state + (f" (restarts {j.restarts})" if j.restarts else "")
-        t.add_row(j.job_id, j.name, state, j.elapsed, j.nodes, where, _progress_text(j.progress))
-    ui.out_console().print(t)
+        rows.append((j.job_id, j.name, state, j.elapsed, j.nodes, where, _progress_text(j.progress)))
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for col in header:
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*(_esc(v) for v in row))
+        ui.out_console().print(t)
+    else:  # piped: one tab-separated line per job, never wrapped
+        ui.print_out("\n".join("\t".join(str(v) for v in row) for row in [header, *rows]))
     if job_id is not None:
         j = jobs[0]
         if j.output_dir:

@@ -83,8 +83,10 @@ RUN = Path(sys.argv[sys.argv.index("--run") + 1])
 OUT = RUN.parent.parent
 def say(*a):
     print(*a, flush=True)
-def status(state):
-    tmp = RUN.parent / ".status.tmp"
+def status(state):  # as the trainer: <output_dir>/alignkit/status.json, written atomically
+    if os.environ.get("RANK", "0") != "0":
+        return
+    tmp = RUN.parent / f".status.{os.getpid()}.tmp"
     tmp.write_text(json.dumps({"state": state}, indent=2))
     os.replace(tmp, RUN.parent / "status.json")
 '''

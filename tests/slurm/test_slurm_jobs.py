@@ -149,10 +149,10 @@ def test_rejected_submits_report_slurms_reason(slurm_cluster, tmp_path):
         exc.value.problems[0].message.lower()
 
 
-HOSTILE = "h $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c 50%"
+HOSTILE = "h $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c 50% [bold]"
 
 
-def test_hostile_strings_never_execute_on_the_cluster(two_nodes, tmp_path):
+def test_hostile_strings_never_execute_on_the_cluster(two_nodes, tmp_path, cli):
     setup = tmp_path / f"env {HOSTILE}.sh"
     setup.write_text("export HOSTILE_SETUP=done\n")
     worker = RANK_WORKER.replace('say("RANKINFO "', 'say("SETUP", os.environ.get("HOSTILE_SETUP")); say("RANKINFO "')
@@ -164,6 +164,8 @@ def test_hostile_strings_never_execute_on_the_cluster(two_nodes, tmp_path):
     log = read_log(job_id)
     assert log.count("SETUP done") == 2 and "ALLREDUCE" in log
     assert (job.log_dir / f"slurm-{job_id}.out").exists()  # the '%' in the directory stayed a '%'
+    shown = cli("status", job_id)  # names and paths are shown as text, not read as markup
+    assert shown.returncode == 0 and "[bold]" in shown.stdout, shown.stderr
     assert not list(tmp_path.rglob("PWNED*")) and not list(job.out.parent.glob("PWNED*"))
 
 

@@ -19,7 +19,7 @@ from alignkit.errors import RuntimeFailure, UsageError
 from alignkit.launch.plan import BatchMath, LaunchPlan
 from alignkit import slurm
 
-HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j"
+HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j [bold]"
 
 
 def make_plan(cmd0: str, *, nodes: int, per_node: int, out: Path, profile: str = "cpu",
