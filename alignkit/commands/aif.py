@@ -213,6 +213,15 @@ def binarize(
                     test_size=parse_test_size(test_size), judge=judge_model, aspects=aspect_list, overwrite=overwrite)  # fmt: skip
     c = m["counts"]
     con = _out()
+    from rich.table import Table
+
+    t = Table(title="completions by model")
+    for col in ("model", "completions", "scored", "mean score", "chosen", "rejected"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for mid, pm in sorted(m["per_model"].items()):
+        mean = "–" if pm["mean_score"] is None else f"{pm['mean_score']:.2f}"
+        t.add_row(escape(mid), str(pm["completions"]), str(pm["rated"]), mean, str(pm["chosen"]), str(pm["rejected"]))
+    con.print(t)
     skipped = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in c["skipped"].items() if v) or "none"
     con.print(f"{c['pairs']} pairs from {c['prompts']} prompts "
               f"(train_prefs {m['splits']['train_prefs']['rows']}, test_prefs {m['splits']['test_prefs']['rows']}); "

@@ -79,6 +79,7 @@ def test_generate_judge_binarize_through_the_cli(tmp_path, tiny_model_dir, monke
     assert c["pairs"] + sum(c["skipped"].values()) == 6 and c["pairs"] >= 3
     flat = " ".join(stdout.split())
     assert f"{c['pairs']} pairs from 6 prompts" in flat and "test_prefs 2" in flat
+    assert "completions by model" in flat and "mean score" in flat
     assert manifest["judge"]["aspects_used"] == ["helpfulness", "honesty"] and manifest["judge"]["api_key_env"] == "AIF_JUDGE_KEY"
     assert set(manifest["models"]) == {"cold", "hot"} and manifest["models"]["hot"]["temperature"] == 1.0
     assert_no_canary(stdout, stderr, root=tmp_path)
