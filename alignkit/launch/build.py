@@ -84,8 +84,10 @@ def batch_math(resolved: Resolved, world_size: int) -> BatchMath:
         return BatchMath(per_device, accum, world_size, per_device * accum * world_size, target, False)
     per_step = per_device * world_size
     if target % per_step:
-        worlds = [w for w in range(1, target + 1) if target % (per_device * w) == 0]
-        micro = [b for b in range(1, target + 1) if target % (b * world_size) == 0]
+        # the smallest few are shown; a huge or prime global batch must not make this search run for hours
+        search = range(1, min(target, 1 << 16) + 1)
+        worlds = [w for w in search if target % (per_device * w) == 0][:12]
+        micro = [b for b in search if target % (b * world_size) == 0][:12]
         fixes = [f"use a world size (--num-gpus x --num-nodes) in {worlds[:12]}"] if worlds else []
         if micro:
             fixes.append(f"--per_device_train_batch_size in {micro[:12]}")
@@ -160,8 +162,11 @@ def plan_from_resolved(
     config["launch"].update(num_gpus=per_node, num_nodes=nodes)
     if resolved.profile.cpu:
         # DDP on CPU needs use_cpu (accelerate then runs MULTI_CPU over gloo); under DeepSpeed it must be
-        # off, or accelerate drops DeepSpeed for plain MULTI_CPU
+        # off, or accelerate drops DeepSpeed for plain MULTI_CPU. Several processes need the gloo backend
+        # named, or accelerate counts a world of one under DeepSpeed; one process must not name it.
         config["train"]["use_cpu"] = not resolved.profile.uses_deepspeed
+        if world > 1:
+            config["train"]["ddp_backend"] = "gloo"
     rdir = run_dir(out_dir)
     ds_path = str(rdir / "deepspeed.json") if resolved.profile.uses_deepspeed else None
     acc = _accelerate_config(resolved, world, nodes, ds_path)
