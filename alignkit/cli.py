@@ -220,37 +220,17 @@ def plan(ctx: typer.Context) -> None:
 # --------------------------------------------------------------------------- subcommand groups
 
 
-def _not_yet(group: str, issue: str):
-    def fail() -> None:
-        from alignkit.errors import NotYetAvailable
-
-        raise NotYetAvailable(f"`alignkit {group}` is not implemented yet: it lands with {issue}")
-
-    return fail
-
-
-def _pending_group(name: str, help_text: str, commands: dict[str, str], issue: str) -> typer.Typer:
-    sub = typer.Typer(help=help_text, no_args_is_help=True)
-    for cmd, doc in commands.items():
-        sub.command(cmd, help=f"{doc} (not available yet: {issue})",
-                    context_settings=RUN_CONTEXT)(_not_yet(f"{name} {cmd}", issue))
-    return sub
-
-
-from alignkit.commands import eval as _eval_cmd  # noqa: E402  (light: heavy imports live in the commands)
+# Each group's module is light at import: heavy imports live inside its commands.
+from alignkit.commands import aif as _aif_cmd  # noqa: E402
+from alignkit.commands import eval as _eval_cmd  # noqa: E402
 from alignkit.commands import mix as _mix_cmd  # noqa: E402
 from alignkit.commands import slurm as _slurm_cmd  # noqa: E402
 
 app.add_typer(_mix_cmd.app, name="mix")
 app.add_typer(_eval_cmd.app, name="eval")
 app.add_typer(_slurm_cmd.app, name="slurm")
+app.add_typer(_aif_cmd.app, name="aif")
 app.command("report")(_eval_cmd.report)
-app.add_typer(_pending_group("aif", "Build data the Zephyr way: distill, generate, judge, binarize.",
-                             {"generate": "Completions from several models.",
-                              "judge": "AI-feedback ratings from a judge model.",
-                              "binarize": "Preference pairs from ratings.",
-                              "distill": "Teacher answers as SFT data."},
-                             "the AI-feedback issue (#9)"), name="aif")
 
 
 # --------------------------------------------------------------------------- entry point
