@@ -58,7 +58,7 @@ CASES = [
       "keep one 'model_name_or_path' (the first is on line 2)"),
     C("yaml-not-a-mapping", [*VALIDATE, "{d}/list.yaml"], ["list.yaml", "expected a mapping of settings, got list"],
       "write `key: value` lines"),
-    C("yaml-not-utf8", [*VALIDATE, "{d}/binary.yaml"], ["binary.yaml", "is not UTF-8 text"], "save it as UTF-8"),
+    C("yaml-not-utf8", [*VALIDATE, "{d}/binary.yaml"], ["binary.yaml", "not UTF-8 text"], "save it as UTF-8"),
     C("yaml-python-tag", [*VALIDATE, "{d}/pytag.yaml"], ["pytag.yaml:1", "python/object/apply"],
       "configs are plain YAML, read with a safe loader"),
     C("yaml-is-a-directory", [*VALIDATE, "{d}"], ["is a directory, not a YAML file"], "pass the path of a .yaml file"),
