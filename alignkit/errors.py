@@ -36,7 +36,9 @@ class Problem:
     source: str | None = None  # which layer said it: "recipe zephyr-7b-beta/sft/full.yaml:14"
 
     def render(self) -> str:
-        text = f"{self.where}: {self.message}"
+        # a blank or control-character key (a stray "--\r=1") is shown quoted, never as nothing
+        where = self.where if self.where.strip() and self.where.isprintable() else repr(self.where)
+        text = f"{where}: {self.message}"
         if self.source:
             text += f" (from {self.source})"
         if self.fix:

@@ -93,7 +93,7 @@ def resolve_config(
             if p.endswith((".yaml", ".yml")) or Path(p).is_file():
                 config_files.append(p)
             else:
-                problems.append(Problem(p, "unexpected argument",
+                problems.append(Problem(p if p.strip() else repr(p), "unexpected argument",
                                         "pass a config file (.yaml) or an override --key=value"))
     if not recipe and not config_files:
         problems.append(Problem("--recipe", "no recipe and no config file",
@@ -187,11 +187,13 @@ def _expand_demo_paths(merged: dict[str, Any]) -> None:
             return demo_path(value[len(DEMO_PREFIX):])
         return value
 
-    model = merged.get("model") or {}
+    model = merged.get("model") if isinstance(merged.get("model"), dict) else {}
     for key in ("model_name_or_path", "tokenizer_name_or_path"):
         if key in model:
             model[key] = expand(model[key])
-    for src in (merged.get("data") or {}).get("mixture") or []:
+    data = merged.get("data") if isinstance(merged.get("data"), dict) else {}
+    mixture = data.get("mixture")
+    for src in mixture if isinstance(mixture, list) else []:  # anything else is reported by validation
         if isinstance(src, dict):
             for key in ("path", "id"):
                 if key in src:

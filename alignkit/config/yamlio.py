@@ -127,7 +127,7 @@ def read_yaml(path: str | os.PathLike, origin: str | None = None) -> Any:
         raise ConfigError(Problem(where=str(path), message="is a directory, not a YAML file",
                                   fix="pass the path of a .yaml file")) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(Problem(where=str(path), message=f"is not UTF-8 text: {exc.reason} at byte {exc.start}",
+        raise ConfigError(Problem(where=str(path), message=f"cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})",
                                   fix="save it as UTF-8 text (is it really a YAML file?)")) from None
     except OSError as exc:
         raise ConfigError(Problem(where=str(path), message=f"cannot read: {exc.strerror or exc}",
