@@ -69,26 +69,7 @@ def response_of(body: dict) -> str:
 
 
 def root():
-    """``alignkit.cli.app`` once `aif` is registered there, else a root with just the aif sub-app."""
-    import typer
-
+    """The real CLI app (``alignkit aif`` is registered in alignkit.cli)."""
     from alignkit import cli
-    from alignkit.commands import aif
 
-    if any(g.typer_instance is aif.app for g in cli.app.registered_groups):
-        return cli.app
-    wrapper = typer.Typer()
-    wrapper.add_typer(aif.app, name="aif")
-    return wrapper
-
-
-# ``python -c`` code that runs alignkit's real entry point (cli.main: error rendering, exit codes) with
-# the aif sub-app registered (a no-op once cli.py registers it itself).
-MAIN = (
-    "import sys; from alignkit import cli; from alignkit.commands import aif; "
-    "gs = cli.app.registered_groups; "
-    "ok = any(g.typer_instance is aif.app for g in gs); "
-    "cli.app.registered_groups = gs if ok else [g for g in gs if g.name != 'aif']; "
-    "ok or cli.app.add_typer(aif.app, name='aif'); "
-    "cli.main(sys.argv[1:])"
-)
+    return cli.app

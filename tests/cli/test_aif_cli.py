@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from alignkit.errors import AlignkitError
-from tests.aif_support import MAIN, PROMPTS, hashed_rating, root, write_prompts
+from tests.aif_support import PROMPTS, hashed_rating, root, write_prompts
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary, user_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,8 @@ def invoke(args: list[str]):
 
 
 def main(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", MAIN, *map(str, args)], capture_output=True, text=True, env=env,
+    """The real entry point, `python -m alignkit` (error rendering and exit codes of alignkit.cli.main)."""
+    return subprocess.run([sys.executable, "-m", "alignkit", *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=str(REPO), timeout=300)  # fmt: skip
 
 

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.aif_support import MAIN, PROMPTS, hashed_rating, write_prompts
+from tests.aif_support import PROMPTS, hashed_rating, write_prompts
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run(args, env, *, main=True, timeout=600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", MAIN] if main else [sys.executable, "-m", "alignkit"]
-    proc = subprocess.run([*cmd, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+def run(args, env, *, timeout=600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "alignkit", *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
     if proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-8000:]}")
     return proc
@@ -44,7 +43,7 @@ def test_prompts_to_preferences_to_dpo(tmp_path, tiny_env, tiny_model_dir):
     mixture = f"[{{path: {prefs}, split: train_prefs}}, {{path: {prefs}, split: test_prefs}}]"
     run(["dpo", "--recipe", "tiny", "--profile", "cpu", f"--model_name_or_path={tiny_model_dir}", f"--output_dir={dpo}",
          f"--data.mixture={mixture}", "--max_steps=2", "--eval_strategy=no", "--report_to=none", "--logging_steps=1",
-         "--per_device_train_batch_size=2", "--save_strategy=no"], env, main=False)  # fmt: skip
+         "--per_device_train_batch_size=2", "--save_strategy=no"], env)  # fmt: skip
     state = json.loads((dpo / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and any("rewards/accuracies" in h for h in state["log_history"])
     assert (dpo / "model.safetensors").is_file()
