@@ -64,6 +64,10 @@ def cross_field_problems(run: Any) -> list[Problem]:
     if train.load_best_model_at_end and train.eval_strategy == "no":
         problems.append(Problem(
             "train.load_best_model_at_end", "needs evaluation", "set train.eval_strategy=steps or epoch"))
+    if run.task == "dpo" and train.loss_weights is not None and len(train.loss_weights) != len(train.loss_type):
+        problems.append(Problem(
+            "train.loss_weights", f"has {len(train.loss_weights)} weights for {len(train.loss_type)} loss type(s) "
+            f"{train.loss_type}", "give one weight per loss_type, or --loss_weights=null"))
     if run.task == "dpo" and train.precompute_ref_log_probs and lora.enabled:
         problems.append(Problem(
             "train.precompute_ref_log_probs",

@@ -91,7 +91,7 @@ def test_sft_full_then_dpo_from_it(tmp_path, tiny_env):
 
     # DPO from the full SFT model (TRL keeps a frozen copy as the reference), with another TRL loss
     alignkit(["dpo", "--recipe", "tiny", "--profile", "cpu", f"--model_name_or_path={sft_dir}",
-              f"--output_dir={dpo_dir}", "--max_steps=4", "--save_steps=4", "--loss_type=ipo", *QUICK], tiny_env)
+              f"--output_dir={dpo_dir}", "--max_steps=4", "--save_steps=4", "--loss_type=ipo", "--loss_weights=null", *QUICK], tiny_env)
     assert "- ipo" in (dpo_dir / "alignkit" / "run.yaml").read_text()
     assert (dpo_dir / "model.safetensors").is_file()
     state = json.loads((dpo_dir / "trainer_state.json").read_text())
@@ -186,7 +186,7 @@ def test_two_processes_match_one_at_equal_global_batch(tmp_path, tiny_env):
 def test_deepspeed_zero3_on_cpu(tmp_path, tiny_env):
     out = tmp_path / "z3"
     alignkit(["sft", "--recipe", "tiny", "--profile", "full,cpu", "--num-gpus", "2", f"--output_dir={out}",
-              "--max_steps=2", "--save_steps=2", *QUICK], tiny_env, timeout=900)
+              "--per_device_train_batch_size=8", "--max_steps=2", "--save_steps=2", *QUICK], tiny_env, timeout=900)
     ds = json.loads((out / "alignkit" / "deepspeed.json").read_text())
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["zero_optimization"]["stage3_param_persistence_threshold"] == 0  # tiny params really sharded

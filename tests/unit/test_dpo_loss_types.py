@@ -16,7 +16,8 @@ def test_trl_loss_types_are_known():
 @pytest.mark.parametrize("value, expected", [("ipo", ["ipo"]), ("hinge", ["hinge"]),
                                              ("[sigmoid, sft]", ["sigmoid", "sft"])])
 def test_loss_type_from_an_override(value, expected):
-    r = resolve_config("dpo", recipe="tiny", profile="cpu", overrides=[f"--loss_type={value}"])
+    weights = "--loss_weights=null" if len(expected) == 1 else "--loss_weights=[1.0, 1.0]"
+    r = resolve_config("dpo", recipe="tiny", profile="cpu", overrides=[f"--loss_type={value}", weights])
     assert r.config.train.loss_type == expected
 
 
@@ -25,3 +26,12 @@ def test_unknown_loss_type_names_the_fix():
         resolve_config("dpo", recipe="tiny", profile="cpu", overrides=["--loss_type=ipoo"])
     (problem,) = exc.value.problems
     assert problem.where == "train.loss_type" and "did you mean 'ipo'" in problem.message
+
+
+def test_loss_weights_must_match_loss_types():
+    with pytest.raises(ConfigError) as exc:  # the tiny recipe weighs [sigmoid, sft]; one type left
+        resolve_config("dpo", recipe="tiny", profile="cpu", overrides=["--loss_type=ipo"])
+    (problem,) = exc.value.problems
+    assert problem.where == "train.loss_weights" and "--loss_weights=null" in problem.fix
+    ok = resolve_config("dpo", recipe="tiny", profile="cpu", overrides=["--loss_type=ipo", "--loss_weights=null"])
+    assert ok.config.train.loss_weights is None
