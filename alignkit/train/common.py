@@ -232,7 +232,7 @@ def callbacks(stopper: Stopper) -> list:
             _barrier()
             if state.is_world_process_zero:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                _test_slow_save()
+                _test_sleep(TEST_SLOW_SAVE)
                 if ckpt.is_dir():
                     write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": state.global_step,
                                                                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -240,6 +240,10 @@ def callbacks(stopper: Stopper) -> list:
             return control
 
     class StopOnSignal(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            _test_sleep(TEST_SLOW_STEP)
+            return control
+
         def on_step_end(self, args, state, control, **kwargs):
             if _any_rank(stopper.requested is not None):
                 control.should_save = True
@@ -249,14 +253,17 @@ def callbacks(stopper: Stopper) -> list:
     return [MarkComplete(), StopOnSignal()]
 
 
+# Test hooks (tests/robustness/test_faults.py), no effect unless set:
+#   ALIGNKIT_TEST_SLOW_SAVE=SECONDS sleeps after the Trainer wrote a checkpoint and before it is marked
+#     complete, so that a test can SIGKILL a run while a checkpoint is being written;
+#   ALIGNKIT_TEST_SLOW_STEP=SECONDS sleeps at the start of every optimizer step, so that a signal lands
+#     during a step (a tiny model's steps take milliseconds).
 TEST_SLOW_SAVE = "ALIGNKIT_TEST_SLOW_SAVE"
+TEST_SLOW_STEP = "ALIGNKIT_TEST_SLOW_STEP"
 
 
-def _test_slow_save() -> None:
-    """Test hook: ALIGNKIT_TEST_SLOW_SAVE=SECONDS sleeps after the Trainer wrote a checkpoint and before it
-    is marked complete, so that a test can SIGKILL a run while a checkpoint is being written
-    (tests/robustness/test_faults.py). Unset in real runs: no effect."""
-    delay = os.environ.get(TEST_SLOW_SAVE)
+def _test_sleep(variable: str) -> None:
+    delay = os.environ.get(variable)
     if delay:
         try:
             time.sleep(float(delay))
