@@ -22,6 +22,7 @@ LOG="$DIR/log"
 CTLD_PORT="${ALIGNKIT_SLURM_CTLD_PORT:-6817}"
 SLURMD_PORT="${ALIGNKIT_SLURM_SLURMD_PORT:-6818}"
 NODE_PORT_BASE=17000 # node K listens on 17000+K when there are several nodes
+FAKE_GPUS=2          # stand-in GPU GRES per node (see gres.conf below), so --gpus-per-node is accepted
 
 die() { echo "local-slurm: error: $*" >&2; exit 1; }
 say() { echo "local-slurm: $*"; }
@@ -151,10 +152,14 @@ write_conf() {
     fi
     local nodeline
     if [[ "$n" -eq 1 ]]; then
-        nodeline="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+        nodeline="NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$FAKE_GPUS State=UNKNOWN"
     else
-        nodeline="NodeName=node[1-$n] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[$((NODE_PORT_BASE + 1))-$((NODE_PORT_BASE + n))] CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+        nodeline="NodeName=node[1-$n] NodeHostname=localhost NodeAddr=127.0.0.1 Port=[$((NODE_PORT_BASE + 1))-$((NODE_PORT_BASE + n))] CPUs=$cpus RealMemory=$mem Gres=gpu:$FAKE_GPUS State=UNKNOWN"
     fi
+    # stand-in "GPUs" so jobs may ask for --gpus-per-node as on a GPU cluster: Slurm's gpu GRES needs
+    # device files, /dev/null and /dev/zero serve (task/none binds nothing; the processes run on the CPU)
+    printf '%s\n' "# written by scripts/local-slurm.sh (alignkit): $FAKE_GPUS stand-in GPUs per node" \
+        "Name=gpu File=/dev/null,/dev/zero" >"$(dirname "$dest")/gres.conf"
     cat >"$dest.tmp" <<EOF
 # written by scripts/local-slurm.sh (alignkit); $n node(s) on this host
 ClusterName=alignkit
@@ -186,6 +191,7 @@ JobCompLoc=$LOG/jobcomp.txt
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
+GresTypes=gpu
 EnforcePartLimits=ALL
 # scheduling passes every few seconds (defaults 60 s and 30 s) so requeued jobs restart promptly
 SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2
@@ -226,6 +232,14 @@ ours_running() {
     done
 }
 
+# every node answers and takes jobs (idle, allocated or mixed; not down, drained or invalid)
+nodes_usable() {
+    local states
+    states="$(SLURM_CONF="$CONF" sinfo -h -N -o '%T' 2>/dev/null)" || return 1
+    [[ -n "$states" ]] || return 1
+    ! grep -qvE '^(idle|allocated|mixed|completing)$' <<<"$states"
+}
+
 epoch_of() { date -d "$1" +%s 2>/dev/null || echo 0; }
 
 wait_ready() {
@@ -262,7 +276,7 @@ do_start() {
             say "running with $(cat "$DIR/nodes") node(s); restarting with $n"
         elif ! conf_current "$n"; then
             say "running with an older configuration; restarting"
-        elif SLURM_CONF="$CONF" sinfo -h >/dev/null 2>&1; then
+        elif nodes_usable; then
             say "already running with $n node(s)"
             print_env
             return 0
@@ -276,12 +290,12 @@ do_start() {
     local since name k
     since=$(date +%s)
     # -c: start from a clean state (the previous cluster's jobs are gone with its daemons)
-    slurmctld -c -f "$CONF" || die "slurmctld failed to start (see $LOG/slurmctld.log)"
+    SLURM_CONF="$CONF" slurmctld -c -f "$CONF" || die "slurmctld failed to start (see $LOG/slurmctld.log)"
     k=0
     for name in $(node_names "$n"); do
         k=$((k + 1))
         mkdir -p "$DIR/spool/$name"
-        slurmd -f "$CONF" -N "$name" || die "slurmd -N $name failed to start (see $LOG/slurmd-$name.log)"
+        SLURM_CONF="$CONF" slurmd -f "$CONF" -N "$name" || die "slurmd -N $name failed to start (see $LOG/slurmd-$name.log)"
     done
     wait_ready "$n" "$since"
     alive "$(pid_from "$RUN/slurmctld.pid")" slurmctld || die "slurmctld died (see $LOG/slurmctld.log)"

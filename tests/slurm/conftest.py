@@ -101,8 +101,10 @@ class Job:
 
 
 def make_job(base: Path, worker: str, *, nodes: int = 1, per_node: int = 1, name: str = "run",
-             env: dict | None = None) -> Job:
-    """A plan whose accelerate launch runs ``worker`` (Python source, after WORKER_PRELUDE)."""
+             env: dict | None = None, profile: str = "cpu") -> Job:
+    """A plan whose accelerate launch runs ``worker`` (Python source, after WORKER_PRELUDE). With a
+    profile other than cpu the job asks Slurm for ``per_node`` GPUs per node (the local cluster has
+    stand-in GPUs; the processes still run on the CPU)."""
     from alignkit.launch.plan import BatchMath, LaunchPlan
 
     out = base / name
@@ -119,10 +121,10 @@ def make_job(base: Path, worker: str, *, nodes: int = 1, per_node: int = 1, name
     command = [accelerate, "launch", "--config_file", str(rdir / "accelerate.yaml"), "--num_processes", str(world),
                "--num_machines", str(nodes), "--machine_rank", "0", str(out / "worker.py"), "--run",
                str(rdir / "run.yaml")]
-    plan = LaunchPlan(task="sft", profile="cpu", num_nodes=nodes, gpus_per_node=per_node, num_gpus_note=None,
+    plan = LaunchPlan(task="sft", profile=profile, num_nodes=nodes, gpus_per_node=per_node, num_gpus_note=None,
                       world_size=world, batch=BatchMath(1, 1, world, world, None, False), accelerate_config=acc,
                       deepspeed_config=None, config={}, output_dir=str(out), command=command,
-                      env={"CUDA_VISIBLE_DEVICES": "", **(env or {})})
+                      env={**({"CUDA_VISIBLE_DEVICES": ""} if profile == "cpu" else {}), **(env or {})})
     return Job(plan, out, rdir / "job.sbatch", rdir)
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slurm
 
 RANK_WORKER = r'''
 info = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
-                                         "SLURMD_NODENAME", "SLURM_NODEID", "SLURM_JOB_ID")}
+                                         "SLURMD_NODENAME", "SLURM_NODEID", "SLURM_JOB_ID", "SLURM_GPUS_ON_NODE")}
 say("RANKINFO " + json.dumps(info))
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:
     import torch, torch.distributed as dist
@@ -99,6 +99,20 @@ def test_two_nodes_distinct_ranks_one_rendezvous_and_a_gloo_all_reduce(two_nodes
     assert sorted(re.findall(r"ALLREDUCE rank=(\d) sum=(\S+)", log)) == [("0", "3"), ("1", "3")]
 
 
+def test_gpus_per_node_is_requested_from_slurm(slurm_cluster, tmp_path):
+    """A GPU plan asks Slurm for --gpus-per-node and runs that many processes on the node (the local
+    cluster's GPUs are stand-ins: the processes run on the CPU over gloo)."""
+    job = make_job(tmp_path, RANK_WORKER, nodes=1, per_node=2, profile="full")
+    job_id = submit_job(job)
+    assert "#SBATCH --gpus-per-node=2" in job.script.read_text()
+    wait_state(job_id, "COMPLETED", timeout=90)
+    log = read_log(job_id)
+    infos = [json.loads(m) for m in re.findall(r"RANKINFO (\{.*\})", log)]
+    assert sorted(i["RANK"] for i in infos) == ["0", "1"]
+    assert {i["SLURM_GPUS_ON_NODE"] for i in infos} == {"2"}
+    assert sorted(re.findall(r"ALLREDUCE rank=(\d) sum=(\S+)", log)) == [("0", "3"), ("1", "3")]
+
+
 def test_status_logs_and_cancel_while_running(slurm_cluster, tmp_path, cli):
     job = make_job(tmp_path, SLEEP_WORKER)
     job_id = submit_job(job, job_name="alignkit-sleeper")
@@ -147,6 +161,19 @@ def test_rejected_submits_report_slurms_reason(slurm_cluster, tmp_path):
         submit_job(too_many)
     assert "node count" in exc.value.problems[0].message.lower() or "node configuration" in \
         exc.value.problems[0].message.lower()
+    too_many_gpus = make_job(tmp_path, RANK_WORKER, nodes=1, per_node=3, name="gpus", profile="full")
+    with pytest.raises(RuntimeFailure) as exc:
+        submit_job(too_many_gpus)
+    assert "node configuration is not available" in exc.value.problems[0].message.lower()
+
+
+def test_rejected_submit_through_the_cli_exits_1_with_slurms_reason(slurm_cluster, tmp_path, cli):
+    res = cli("submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--nodes", "1",
+              "--gpus-per-node", "1", "--partition", "no-such-partition", f"--output_dir={tmp_path / 'out'}",
+              cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "invalid partition" in res.stderr.lower() and "sinfo" in res.stderr
+    assert res.stdout.strip() == ""  # no job id
 
 
 HOSTILE = "h $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c 50% [bold]"
