@@ -175,7 +175,7 @@ def config_schema(task: str = typer.Option("sft", "--task", "-t", help="sft or d
     cmd.schema(task)
 
 
-# --------------------------------------------------------------------------- env / demo / merge / plan
+# --------------------------------------------------------------------------- env / demo / merge
 
 
 @app.command()
@@ -208,15 +208,6 @@ def merge(
     cmd.run(adapter, output, dtype)
 
 
-@app.command(context_settings=RUN_CONTEXT)
-def plan(ctx: typer.Context) -> None:
-    """Estimate per-GPU memory for a recipe and say whether it fits (not available yet)."""
-    from alignkit.errors import NotYetAvailable
-
-    raise NotYetAvailable("`alignkit plan` (the memory planner) is not implemented yet: it lands with the "
-                          "performance issue (#7)")
-
-
 # --------------------------------------------------------------------------- subcommand groups
 
 
@@ -224,6 +215,7 @@ def plan(ctx: typer.Context) -> None:
 from alignkit.commands import aif as _aif_cmd  # noqa: E402
 from alignkit.commands import eval as _eval_cmd  # noqa: E402
 from alignkit.commands import mix as _mix_cmd  # noqa: E402
+from alignkit.commands import plan as _plan_cmd  # noqa: E402
 from alignkit.commands import slurm as _slurm_cmd  # noqa: E402
 
 app.add_typer(_mix_cmd.app, name="mix")
@@ -231,6 +223,7 @@ app.add_typer(_eval_cmd.app, name="eval")
 app.add_typer(_slurm_cmd.app, name="slurm")
 app.add_typer(_aif_cmd.app, name="aif")
 app.command("report")(_eval_cmd.report)
+_plan_cmd.register(app)
 
 
 # --------------------------------------------------------------------------- entry point

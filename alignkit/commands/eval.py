@@ -468,11 +468,11 @@ def lm_eval_cmd(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    from alignkit.eval.generate import _adapter_base, _is_adapter
+    from alignkit.modeling import adapter_base, is_adapter_dir
 
     margs = f"pretrained={model},trust_remote_code={trust_remote_code}"
-    if _is_adapter(model):
-        margs = f"pretrained={_adapter_base(Path(model))},peft={model},trust_remote_code={trust_remote_code}"
+    if is_adapter_dir(model):
+        margs = f"pretrained={adapter_base(model)},peft={model},trust_remote_code={trust_remote_code}"
     tm = TaskManager(include_path=str(include_path) if include_path else None)
     unknown = [t for t in task_list if t not in tm.all_tasks]
     if unknown:

@@ -21,7 +21,8 @@ def run(adapter: Path, output: Path, dtype: str) -> None:
         problems.append(Problem(str(output), "exists and is not empty", "choose a new --output directory"))
     if problems:
         raise UsageError(problems)
-    from alignkit.train.common import adapter_base, merge_adapter
+    from alignkit.modeling import adapter_base
+    from alignkit.train.common import merge_adapter
 
     ui.info(f"merging {adapter} into its base {adapter_base(str(adapter))} ({dtype}, dequantized) ...")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import yaml
 
 from alignkit.config import deprecations
 from alignkit.config.run import SECTIONS, section_fields
-from alignkit.config.yamlio import LineDict, load_value, load_value
+from alignkit.config.yamlio import LineDict, load_value
 from alignkit.errors import ConfigError, Problem, did_you_mean
 
 TOP_LEVEL = ("description",)

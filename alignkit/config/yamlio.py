@@ -49,17 +49,7 @@ def _yaml12_booleans(loader_cls) -> None:
     )
 
 
-class _ValueLoader(yaml.SafeLoader):
-    pass
-
-
 _yaml12_booleans(_Loader)
-_yaml12_booleans(_ValueLoader)
-
-
-def load_value(text: str):
-    """Parse one override value (`3e-5`, `true`, `[a, b]`, `no`) the way config files are parsed."""
-    return yaml.load(text, Loader=_ValueLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode):
@@ -88,7 +78,8 @@ _Loader.add_implicit_resolver(
 
 
 def load_value(text: str) -> Any:
-    """Parse one command-line value with the same safe loader as files (``3e-5`` is a float)."""
+    """Parse one command-line value with the same safe loader as files (``3e-5`` is a float, ``no`` a
+    string, ``[a, b]`` a list)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
 
 

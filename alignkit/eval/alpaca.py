@@ -42,8 +42,8 @@ from alignkit.errors import DataError, Problem, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
 
-from alignkit.eval.defaults import AE_RAW  # noqa: F401
-from alignkit.eval.defaults import ALPACA_JUDGE_MODEL as DEFAULT_JUDGE_MODEL
+from alignkit.eval.defaults import AE_RAW  # noqa: F401 (re-exported)
+from alignkit.eval.defaults import ALPACA_JUDGE_MODEL as DEFAULT_JUDGE_MODEL  # noqa: F401 (re-exported)
 from alignkit.eval.defaults import ALPACA_JUDGE_PROMPT as DEFAULT_JUDGE_PROMPT
 DEFAULT_SEED = 0
 SWITCH_COLUMN = "is_switched_outputs"

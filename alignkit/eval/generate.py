@@ -14,11 +14,11 @@ own chat template; temperature 0 means greedy decoding.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from alignkit.errors import ConfigError, Problem, RuntimeFailure, UsageError
+from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir
 from alignkit.eval.judge import ChatClient, ChatResponse, chunks
 
 Messages = list[dict[str, Any]]
@@ -64,32 +64,6 @@ def resolve_chat_template(spec: str | None) -> str | None:
     )
 
 
-def _adapter_base(path: Path) -> str:
-    try:
-        cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(Problem(where=str(path / "adapter_config.json"), message=f"unreadable: {e}")) from None
-    base = cfg.get("base_model_name_or_path")
-    if not base:
-        raise ConfigError(
-            Problem(
-                where=str(path / "adapter_config.json"),
-                message="base_model_name_or_path is empty",
-                fix="set it to the model the adapter was trained on",
-            )
-        )
-    return str(base)
-
-
-def _is_adapter(path: str) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def _has_tokenizer(path: str) -> bool:
-    p = Path(path)
-    return (p / "tokenizer_config.json").is_file() or (p / "tokenizer.json").is_file()
-
-
 def _pick_device_dtype(dtype: str):
     import torch
 
@@ -125,11 +99,11 @@ def load_for_generation(
         kwargs["device_map"] = "auto"
 
     chain = [model_dir]  # adapter dirs down to the full base model
-    while _is_adapter(chain[-1]):
-        chain.append(_adapter_base(Path(chain[-1])))
+    while is_adapter_dir(chain[-1]):
+        chain.append(adapter_base(chain[-1]))
         if len(chain) > 8:
             raise ConfigError(Problem(where=model_dir, message="adapter chain longer than 8 (a cycle?)"))
-    tok_src = next((c for c in chain if _has_tokenizer(c)), chain[-1])
+    tok_src = next((c for c in chain if has_tokenizer(c)), chain[-1])
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_src, trust_remote_code=trust_remote_code)
@@ -287,11 +261,11 @@ class VLLMGenerator:
             ) from None
         self.lora = None
         base = model_dir
-        if _is_adapter(model_dir):
+        if is_adapter_dir(model_dir):
             from vllm.lora.request import LoRARequest
 
-            base = _adapter_base(Path(model_dir))
-            if _is_adapter(base):
+            base = adapter_base(model_dir)
+            if is_adapter_dir(base):
                 raise UsageError(
                     Problem(
                         where=model_dir,
@@ -303,7 +277,7 @@ class VLLMGenerator:
         vllm_dtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype)
         self.llm = LLM(
             model=base,
-            tokenizer=model_dir if _has_tokenizer(model_dir) else base,
+            tokenizer=model_dir if has_tokenizer(model_dir) else base,
             dtype=vllm_dtype,
             trust_remote_code=trust_remote_code,
             seed=seed,

@@ -35,8 +35,8 @@ from alignkit.errors import DataError, Problem, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, JsonlLog, chunks, finite_or_none, write_json_atomic
 
-from alignkit.eval.defaults import FASTCHAT_RAW  # noqa: F401
-from alignkit.eval.defaults import MTBENCH_JUDGE_MODEL as DEFAULT_JUDGE_MODEL
+from alignkit.eval.defaults import FASTCHAT_RAW  # noqa: F401 (re-exported)
+from alignkit.eval.defaults import MTBENCH_JUDGE_MODEL as DEFAULT_JUDGE_MODEL  # noqa: F401 (re-exported)
 from alignkit.eval.defaults import MTBENCH_JUDGE_PROMPTS as DEFAULT_JUDGE_PROMPTS
 from alignkit.eval.defaults import MTBENCH_QUESTIONS as DEFAULT_QUESTIONS
 from alignkit.eval.defaults import MTBENCH_REFERENCES as DEFAULT_REFERENCES

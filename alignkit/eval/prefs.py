@@ -16,44 +16,18 @@ the base named by its ``base_model_name_or_path`` is loaded and the adapter put 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from alignkit.errors import ConfigError, DataError, Problem, RuntimeFailure
+from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir  # noqa: F401 (re-exported)
 
 Messages = list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------------------------------------
 # loading
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    """True when ``path`` is a PEFT adapter directory."""
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def adapter_base(path: str | Path) -> str:
-    """The base model an adapter directory was trained on (its ``base_model_name_or_path``)."""
-    cfg_file = Path(path) / "adapter_config.json"
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(
-            Problem(where=str(cfg_file), message=f"cannot read the adapter config: {e}", fix="re-save the adapter")
-        ) from e
-    base = cfg.get("base_model_name_or_path")
-    if not base:
-        raise ConfigError(
-            Problem(
-                where=f"{cfg_file}: base_model_name_or_path",
-                message="the adapter does not say which base model it belongs to",
-                fix="set base_model_name_or_path in adapter_config.json to the base model's path or id",
-            )
-        )
-    return str(base)
 
 
 def _torch_dtype(dtype: str | None, device: str):
@@ -138,9 +112,7 @@ def load_tokenizer(model_dir: str | Path, *, chat_template: str | None = None, t
 
     path = str(model_dir)
     source = path
-    if is_adapter_dir(path) and not any(
-        (Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-    ):
+    if is_adapter_dir(path) and not has_tokenizer(path):
         source = adapter_base(path)
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)

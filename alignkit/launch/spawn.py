@@ -32,7 +32,8 @@ from alignkit.secrets import redact, redact_data
 
 LOCK_NAME = "lock"
 # Keys that may change between a run and its resumption without making it a different run.
-SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps")}
+SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps"),
+              ("train", "ddp_backend")}
 
 
 @dataclass
@@ -229,9 +230,12 @@ def spawn(plan: LaunchPlan, lock: Path | None = None) -> int:
 
     def forward(signum, _frame):
         interrupted["sig"] = signum
-        if signum == signal.SIGINT:  # Ctrl-C: the whole group stops now
+        if signum == signal.SIGINT:
+            # Ctrl-C: the whole group stops now. SIGKILL, not SIGINT: every Python process of the group (the
+            # trainers, accelerate's launcher) would print a KeyboardInterrupt traceback. Nothing is lost that
+            # SIGINT would have kept: the last complete checkpoint stays, a half-written one goes on resume
             try:
-                os.killpg(proc.pid, signum)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             return

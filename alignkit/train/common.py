@@ -5,7 +5,6 @@ Runs inside every training process that accelerate starts. Nothing here trains: 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 from alignkit.config.yamlio import read_yaml
 from alignkit.fsutil import write_atomic, write_json_atomic
+from alignkit.modeling import adapter_base, is_adapter_dir
 
 COMPLETE_MARKER = "alignkit-complete.json"
 STATUS_FILE = "status.json"
@@ -57,14 +57,6 @@ def load_run(path: Path, task: str) -> Run:
 
 
 # --------------------------------------------------------------------------- tokenizer and model
-
-
-def adapter_base(path: str) -> str | None:
-    """The base model of a PEFT adapter dir, or None when `path` is not an adapter."""
-    cfg = Path(path) / "adapter_config.json"
-    if cfg.is_file():
-        return json.loads(cfg.read_text())["base_model_name_or_path"]
-    return None
 
 
 def load_tokenizer(run: Run, model_path: str):
@@ -410,8 +402,6 @@ def merge_adapter(adapter_dir: str, out_dir: Path, *, dtype: str = "bfloat16", t
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = adapter_base(adapter_dir)
-    if base is None:
-        raise ValueError(f"{adapter_dir} is not a PEFT adapter (no adapter_config.json)")
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code)
     model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -435,9 +425,9 @@ def start_model(run: Run, state) -> tuple[str, str]:
     """(path to load, what it is) for the policy. An SFT adapter is merged into its base first, so that a
     new adapter trains on the SFT model and never points at the wrong base (handbook #99)."""
     path = run.config.model.model_name_or_path
-    base = adapter_base(path)
-    if base is None:
+    if not is_adapter_dir(path):
         return path, path
+    base = adapter_base(path)
     merged = run.run_dir / MERGED_DIR
     if state.is_main_process and not (merged / COMPLETE_MARKER).is_file():
         dtype = run.config.model.dtype if run.config.model.dtype != "auto" else "bfloat16"
