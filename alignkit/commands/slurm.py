@@ -139,7 +139,7 @@ def submit(
 
     busy = _busy_jobs(str(out_dir))
     if busy:
-        raise ConfigError(Problem(str(out_dir), f"job {', '.join(busy)} is already running in this output dir",
+        raise ConfigError(Problem(str(out_dir), f"job {', '.join(busy)} already uses this output dir",
                                   "wait for it, cancel it (`alignkit slurm cancel JOBID`), or choose another "
                                   "--output_dir"))
     from alignkit.launch import spawn

@@ -186,18 +186,13 @@ def read_log(job_id: str) -> str:
 # --------------------------------------------------------------------------- the CLI
 
 
-def _cli_argv() -> list[str]:
-    """`python -m alignkit` once `alignkit slurm` is registered in the CLI; until then the same
-    entry point (alignkit.cli.main, its error handling and exit codes) with this sub-app mounted."""
-    from alignkit import cli
-    from alignkit.commands.slurm import app as slurm_app
+def flat(text: str) -> str:
+    """CLI messages with rich's line wrapping undone."""
+    return " ".join(text.split())
 
-    if any(getattr(g, "typer_instance", None) is slurm_app for g in cli.app.registered_groups):
-        return [sys.executable, "-m", "alignkit"]
-    code = ("import sys; from alignkit import cli; from alignkit.commands.slurm import app; "
-            "cli.app.registered_groups[:] = [g for g in cli.app.registered_groups if g.name != 'slurm']; "
-            "cli.app.add_typer(app, name='slurm'); cli.main(sys.argv[1:])")
-    return [sys.executable, "-c", code]
+
+def _cli_argv() -> list[str]:
+    return [sys.executable, "-m", "alignkit"]
 
 
 @pytest.fixture(scope="session")

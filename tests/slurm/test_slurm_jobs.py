@@ -11,7 +11,7 @@ import pytest
 
 from alignkit import slurm
 
-from .conftest import make_job, read_log, submit_job, wait_for, wait_log, wait_state
+from .conftest import flat, make_job, read_log, submit_job, wait_log, wait_state
 
 pytestmark = pytest.mark.slurm
 
@@ -78,7 +78,7 @@ def test_single_node_job_completes(slurm_cluster, tmp_path, cli):
     # a finished job cannot be cancelled: exit 1 with a clear message
     res = cli("cancel", job_id)
     assert res.returncode == 1
-    assert "already finished (COMPLETED)" in res.stderr
+    assert "already finished (COMPLETED)" in flat(res.stderr)
     res = cli("logs", job_id)
     assert res.returncode == 0 and "RANKINFO" in res.stdout
 
@@ -137,9 +137,9 @@ def test_status_logs_and_cancel_while_running(slurm_cluster, tmp_path, cli):
     assert "STOPPING on signal 15" in out  # scancel's TERM reached the worker through the launcher
     assert slurm.job_info(job_id).state == "CANCELLED"
     again = cli("cancel", job_id)
-    assert again.returncode == 1 and "already finished (CANCELLED)" in again.stderr
+    assert again.returncode == 1 and "already finished (CANCELLED)" in flat(again.stderr)
     unknown = cli("cancel", "99999999")
-    assert unknown.returncode == 1 and "does not know this job" in unknown.stderr
+    assert unknown.returncode == 1 and "does not know this job" in flat(unknown.stderr)
 
 
 def cli_base() -> list[str]:
@@ -172,7 +172,7 @@ def test_rejected_submit_through_the_cli_exits_1_with_slurms_reason(slurm_cluste
               "--gpus-per-node", "1", "--partition", "no-such-partition", f"--output_dir={tmp_path / 'out'}",
               cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert "invalid partition" in res.stderr.lower() and "sinfo" in res.stderr
+    assert "invalid partition" in flat(res.stderr).lower() and "sinfo" in res.stderr
     assert res.stdout.strip() == ""  # no job id
 
 
@@ -246,3 +246,19 @@ def test_local_cluster_script_is_idempotent(slurm_cluster):
     assert f"export SLURM_CONF={slurm_cluster.conf}" in again.stdout
     after = subprocess.run(["bash", script, "status"], capture_output=True, text=True, timeout=60)
     assert re.findall(r"running \((\d+)\)", after.stdout) == pids  # nothing was restarted
+
+
+def test_one_job_per_output_dir_and_cancel_of_a_pending_job(slurm_cluster, tmp_path, cli):
+    args = ["submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--nodes", "1", "--gpus-per-node",
+            "1", f"--output_dir={tmp_path / 'out'}"]
+    first = cli(*args, "--sbatch-arg=--hold", cwd=tmp_path)  # held: stays PENDING, trains nothing
+    assert first.returncode == 0, first.stderr
+    job_id = first.stdout.strip()
+    assert slurm.job_info(job_id).state == "PENDING"
+    second = cli(*args, cwd=tmp_path)
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert f"job {job_id} (PENDING) already uses this output dir" in flat(second.stderr)
+    logs = cli("logs", job_id)
+    assert logs.returncode == 0 and "no output yet" in logs.stdout
+    res = cli("cancel", job_id)
+    assert res.returncode == 0 and f"job {job_id}: CANCELLED" in res.stdout, res.stdout + res.stderr

@@ -19,7 +19,7 @@ import yaml
 
 from alignkit import slurm
 
-from .conftest import read_log, wait_log, wait_state
+from .conftest import flat, read_log, wait_log, wait_state
 
 pytestmark = pytest.mark.slurm
 
@@ -43,7 +43,7 @@ def training_jobs(two_nodes, tiny_assets, tmp_path_factory, cli) -> dict[str, tu
         assert res.returncode == 0, res.stderr
         job_id = res.stdout.strip().splitlines()[-1]
         assert job_id.isdigit(), res.stdout
-        assert f"submitted job {job_id}" in res.stderr
+        assert f"submitted job {job_id}" in flat(res.stderr)
         assert (out / "alignkit" / "run.yaml").is_file()
         assert (out / "alignkit" / f"slurm-alignkit-test-{name}.sbatch").is_file()
         jobs[name] = (job_id, out)

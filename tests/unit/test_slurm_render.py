@@ -406,14 +406,11 @@ def test_log_patterns_round_trip(tmp_path):
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    code = ("import sys; from alignkit import cli; from alignkit.commands.slurm import app; "
-            "cli.app.registered_groups[:] = [g for g in cli.app.registered_groups if g.name != 'slurm']; "
-            "cli.app.add_typer(app, name='slurm'); cli.main(sys.argv[1:])")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
                                                     env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-c", code, "slurm", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-m", "alignkit", "slurm", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def test_submit_dry_run_quotes_what_the_user_typed(tmp_path):
