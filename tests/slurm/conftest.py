@@ -154,8 +154,6 @@ def wait_for(job_id: str, done: Callable[[object], bool], timeout: float = 60, w
 
 
 def wait_state(job_id: str, *states: str, timeout: float = 60) -> object:
-    from alignkit import slurm
-
     finished = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
     info = wait_for(job_id, lambda i: i.state in states or (i.state in finished and i.state not in states),
                     timeout, what=" or ".join(states))
