@@ -443,3 +443,46 @@ def test_submit_refuses_bad_input_with_exit_2(tmp_path):
     assert res.returncode == 2 and "--time" in res.stderr
     res = _cli(*base[:-1], "--env-setup", str(tmp_path / "nope.sh"), "--dry-run")
     assert res.returncode == 2 and "--env-setup" in res.stderr
+
+
+def _fake_slurm_bin(tmp_path: Path, scripts: dict[str, str]) -> Path:
+    d = tmp_path / "fakebin"
+    d.mkdir()
+    for name, body in scripts.items():
+        (d / name).write_text("#!/bin/bash\n" + body)
+        (d / name).chmod(0o755)
+    return d
+
+
+def test_finished_jobs_come_from_the_jobcomp_file_then_sacct(tmp_path, monkeypatch):
+    """Once the controller forgets a job: the jobcomp file (the local cluster), else sacct (real clusters)."""
+    comp = tmp_path / "jobcomp.txt"
+    comp.write_text(
+        "JobId=41 UserId=u(1) GroupId=g(1) Name=a b JobState=PENDING Partition=p TimeLimit=5 "
+        "StartTime=2026-01-01T00:00:00 EndTime=2026-01-01T00:00:09 NodeList=n1 NodeCnt=1 ProcCnt=1 WorkDir=/w "
+        "ReservationName= Tres=cpu=1 Account= QOS= WcKey= Cluster=c SubmitTime=x EligibleTime=x "
+        "DerivedExitCode=0:0 ExitCode=0:0\n"
+        "JobId=41 UserId=u(1) GroupId=g(1) Name=a b JobState=COMPLETED Partition=p TimeLimit=5 "
+        "StartTime=2026-01-01T00:01:00 EndTime=2026-01-01T01:02:03 NodeList=n[1-2] NodeCnt=2 ProcCnt=2 WorkDir=/w "
+        "ReservationName= Tres=cpu=2 Account= QOS= WcKey= Cluster=c SubmitTime=x EligibleTime=x "
+        "DerivedExitCode=0:0 ExitCode=0:0\n")
+    bin_dir = _fake_slurm_bin(tmp_path, {
+        "scontrol": f'''case "$*" in
+  "show config") printf 'ClusterName = c\\nJobCompType = jobcomp/filetxt\\nJobCompLoc = {comp}\\n' ;;
+  *) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
+esac''',
+        "sacct": '''echo "43|train x|CANCELLED by 0|00:10:00|4|gpu[01-04]|0:15"''',
+    })
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+    slurm._CLUSTER.clear()
+    info = slurm.job_info("41")
+    assert (info.state, info.name, info.nodes, info.node_list, info.elapsed, info.source) == \
+        ("COMPLETED", "a b", "2", "n[1-2]", "01:01:03", "jobcomp")
+    info = slurm.job_info("43")
+    assert (info.state, info.name, info.nodes, info.elapsed, info.source) == \
+        ("CANCELLED", "train x", "4", "00:10:00", "sacct")
+    with pytest.raises(RuntimeFailure) as exc:
+        slurm.cancel("41")
+    assert "already finished (COMPLETED)" in exc.value.problems[0].message
+    slurm._CLUSTER.clear()
