@@ -254,11 +254,14 @@ def test_one_job_per_output_dir_and_cancel_of_a_pending_job(slurm_cluster, tmp_p
     first = cli(*args, "--sbatch-arg=--hold", cwd=tmp_path)  # held: stays PENDING, trains nothing
     assert first.returncode == 0, first.stderr
     job_id = first.stdout.strip()
-    assert slurm.job_info(job_id).state == "PENDING"
-    second = cli(*args, cwd=tmp_path)
-    assert second.returncode == 2, second.stdout + second.stderr
-    assert f"job {job_id} (PENDING) already uses this output dir" in flat(second.stderr)
-    logs = cli("logs", job_id)
-    assert logs.returncode == 0 and "no output yet" in logs.stdout
-    res = cli("cancel", job_id)
-    assert res.returncode == 0 and f"job {job_id}: CANCELLED" in res.stdout, res.stdout + res.stderr
+    try:
+        assert slurm.job_info(job_id).state == "PENDING"
+        second = cli(*args, cwd=tmp_path)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"job {job_id} (PENDING) already uses this output dir" in flat(second.stderr)
+        logs = cli("logs", job_id)
+        assert logs.returncode == 0 and "no output yet" in logs.stdout
+        res = cli("cancel", job_id)
+        assert res.returncode == 0 and f"job {job_id}: CANCELLED" in res.stdout, res.stdout + res.stderr
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True)  # never leave a held job behind
