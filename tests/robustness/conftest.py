@@ -23,9 +23,9 @@ import pytest
 
 ALIGNKIT = [sys.executable, "-m", "alignkit"]
 QUICK = ["--eval_strategy=no", "--report_to=none", "--logging_steps=1"]
-# 10 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
+# 12 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
 # and a resume in between, each process still short
-REF_ARGS = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=10", "--save_strategy=steps",
+REF_ARGS = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=12", "--save_strategy=steps",
             "--save_steps=2", *QUICK]
 
 CANARIES = {
