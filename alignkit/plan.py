@@ -58,13 +58,17 @@ GIB = 1024**3
 # TRL 1.16's fused LM head (trl/kernels/chunked_logprob.py): TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE
 HEAD_TOKEN_TILE = 4096
 HEAD_VOCAB_TILE = 32768
-# fp32 tile-sized temporaries of the head's torch fallback (CPU, no Triton): exp, products, gradient
-CPU_HEAD_FP32_TEMPS = 5
+# fp32 tile-sized tensors alive at once in the backward of the head's torch fallback (CPU, no Triton;
+# trl/kernels/chunked_logprob.py `_backward_tile`): y, z, log_p, p, grad, two temporaries of the gradient
+# expression and the boolean target mask (a quarter)
+CPU_HEAD_FP32_TEMPS = 7.25
 
 CUDA_CONTEXT_GIB = 0.8  # CUDA context, cuBLAS workspaces, kernels loaded
 NCCL_GIB = 0.5  # communication buffers when several processes talk
 CUDA_FRAGMENTATION = 0.08  # caching-allocator slack, a fraction of what is allocated
-CPU_RUNTIME_GIB = 0.9  # a training process's Python + torch + transformers + TRL + datasets, before the model
+# a training worker's Python + torch + transformers + TRL + datasets + accelerate: the peak RSS of the demo
+# model's worker (70k parameters), measured by bench/bench_plan_accuracy.py
+CPU_RUNTIME_GIB = 0.8
 CPU_FRAGMENTATION = 0.05
 
 ZERO_SUB_GROUP = 1e9  # DeepSpeed's default sub_group_size
