@@ -274,6 +274,8 @@ def plot(recs: dict[str, dict], path: Path) -> bool:
 
 
 def git_commit() -> str:
+    if os.environ.get("ALIGNKIT_BENCH_COMMIT"):  # a run from an exported tree (git archive) names its commit
+        return os.environ["ALIGNKIT_BENCH_COMMIT"]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
                               timeout=10).stdout.strip()
