@@ -5,6 +5,7 @@ Pure file inspection (no torch): training, evaluation, generation and merging al
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -41,3 +42,17 @@ def adapter_base(path: str | Path) -> str:
 
 def has_tokenizer(path: str | Path) -> bool:
     return any((Path(path) / f).is_file() for f in TOKENIZER_FILES)
+
+
+@contextlib.contextmanager
+def quiet_progress():
+    """No transformers progress bars ("Loading weights", "Writing model shards") for quick loads/saves."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

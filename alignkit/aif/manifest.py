@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from alignkit.errors import DataError, Problem, UsageError
-from alignkit.fsutil import write_atomic
+from alignkit.fsutil import write_atomic, replace_dir
 
 FORMAT = 1
 MARKER = "alignkit_aif"  # key of manifest.json (the mixer's build dirs use "alignkit_mix")
@@ -200,21 +200,6 @@ def check_output(out: Path, *, overwrite: bool, option: str = "--output") -> Non
         )
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-            os.rename(tmp, out)
-            return
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-
-
 def write_dataset_dir(
     out: str | os.PathLike,
     splits: dict[str, list[dict]],
@@ -263,7 +248,7 @@ def write_dataset_dir(
         }
         (tmp / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alignkit.errors import ConfigError, DataError, Problem, UsageError
+from alignkit.fsutil import replace_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.config.data import DataConfig
@@ -476,7 +477,7 @@ def build_mixture(
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             os.chmod(tmp, 0o755)
-            _swap_into_place(tmp, out)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -486,16 +487,3 @@ def build_mixture(
 BUILD_MARKER_KEY = "alignkit_mix"
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-            os.rename(tmp, out)
-            return
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)

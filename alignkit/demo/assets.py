@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Mapping
 
 from alignkit.errors import ConfigError, Problem, RuntimeFailure, did_you_mean
+from alignkit.modeling import quiet_progress
 
 DEMO_VERSION = "v1"
 #: bump when the content of a v1 build changes in a way old caches must not be reused
@@ -297,22 +298,8 @@ def _build_model(tokenizer, out_dir: Path, seed: int) -> None:
         pad_token_id=tokenizer.pad_token_id,
         max_new_tokens=16,
     )
-    with _quiet_transformers():
+    with quiet_progress():
         model.save_pretrained(str(out_dir), safe_serialization=True)
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No "Writing model shards" progress bar for a one-second build."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _build(tmp_root: Path, seed: int) -> None:

@@ -17,18 +17,17 @@ per step of both stages, from their ``trainer_state.json``) and ``summary.json``
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
 from alignkit.errors import Problem, RuntimeFailure
+from alignkit.fsutil import write_bytes_atomic
 
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "loss_curves.png"
@@ -39,25 +38,9 @@ STAGES = ("sft", "dpo")
 # small pieces (unit-tested on their own)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_summary(summary: dict[str, Any], path: Path) -> Path:
     """Write ``summary`` as indented JSON, atomically."""
-    _atomic_write_bytes(Path(path), (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    write_bytes_atomic(Path(path), (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return Path(path)
 
 
@@ -145,7 +128,7 @@ def plot_loss_curves(stage_dirs: dict[str, Path], out_png: Path) -> Path:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    _atomic_write_bytes(Path(out_png), buf.getvalue())
+    write_bytes_atomic(Path(out_png), buf.getvalue())
     return Path(out_png)
 
 

@@ -15,13 +15,12 @@ the base named by its ``base_model_name_or_path`` is loaded and the adapter put 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from alignkit.errors import ConfigError, DataError, Problem, RuntimeFailure
-from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir  # noqa: F401 (re-exported)
+from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir, quiet_progress# noqa: F401 (re-exported)
 
 Messages = list[dict[str, Any]]
 
@@ -68,7 +67,7 @@ def load_model(
     path = str(model_dir)
     torch_dtype = _torch_dtype(dtype, device)
     try:
-        with _no_progress_bars():
+        with quiet_progress():
             model = _from_pretrained(path, torch_dtype, trust_remote_code)
     except (ConfigError, DataError):
         raise
@@ -77,20 +76,6 @@ def load_model(
     model.to(device)
     model.eval()
     return model
-
-
-@contextlib.contextmanager
-def _no_progress_bars():
-    """No "Loading weights" bars for each of the several loads an evaluation does."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(path: str, torch_dtype, trust_remote_code: bool):
