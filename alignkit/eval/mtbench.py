@@ -393,7 +393,11 @@ def default_output(model: str, model_id: str, bench: str) -> Path:
     p = Path(model)
     if p.is_dir():
         return p / "eval" / bench
-    return Path("eval") / bench / model_id
+    # a model id is a name, not a path: "org/model", "../x" or "/abs" must stay one directory under eval/
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", model_id).strip("._") or "model"
+    return Path("eval") / bench / safe
 
 
 def model_id_for(model: str, model_id: str | None) -> str:

@@ -156,7 +156,8 @@ def plan_from_resolved(
     batch = batch_math(resolved, world)
 
     config = resolved.to_dict()
-    out_dir = Path(config["train"].get("output_dir") or "trainer_output").expanduser().absolute()
+    # absolute and normalized: "../x" from another working dir is the same run dir, never ".../a/../x"
+    out_dir = Path(os.path.abspath(os.path.expanduser(config["train"].get("output_dir") or "trainer_output")))
     config["train"]["output_dir"] = str(out_dir)
     config["train"]["gradient_accumulation_steps"] = batch.gradient_accumulation_steps
     config["launch"].update(num_gpus=per_node, num_nodes=nodes)
