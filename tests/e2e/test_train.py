@@ -157,6 +157,18 @@ def test_qlora_sft_then_dpo_from_the_adapter_then_merge(tmp_path, tiny_env):
     assert (merged / "tokenizer.json").is_file() and (merged / "chat_template.jinja").is_file()
 
 
+def test_lora_sft_trains_only_the_adapter(tmp_path, tiny_env):
+    out = tmp_path / "lora"
+    alignkit(["sft", "--recipe", "tiny", "--profile", "lora,cpu", f"--output_dir={out}", "--max_steps=3",
+              "--save_steps=3", *QUICK], tiny_env)
+    info = json.loads((out / "alignkit" / "model.json").read_text())
+    assert info["quantized_linear"] == {} and 0 < info["trainable_params"] < info["total_params"] / 2
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    assert len(losses(out)) == 3
+
+
 # --------------------------------------------------------------------------- several processes
 
 
