@@ -453,7 +453,7 @@ def _optimizer_states(optim: str) -> tuple[float, float]:
 def lora_trainable(s: Setup) -> int:
     """LoRA parameters: r x (in + out) per adapted linear layer (DoRA adds a magnitude per output)."""
     n = 0
-    for name, (fan_in, fan_out, copies) in _adapted(s).items():
+    for fan_in, fan_out, copies in _adapted(s).values():
         n += copies * (s.lora_r * (fan_in + fan_out) + (fan_out if s.lora_dora else 0))
     n *= s.arch.layers
     for m in s.lora_modules_to_save:
@@ -540,7 +540,10 @@ def estimate(s: Setup, overhead: bool = True) -> Estimate:
 
     # weights of the base
     if s.quant_bits:
-        per_q = (0.5 if s.quant_bits == 4 else 1.0) + ((1 + 4 / 256) / 64 if s.double_quant else 4 / 64)
+        if s.quant_bits == 4:  # NF4: two weights per byte + an absmax per 64 (fp32, or 8-bit with double quant)
+            per_q = 0.5 + ((1 + 4 / 256) / 64 if s.double_quant else 4 / 64)
+        else:  # LLM.int8: one byte per weight + an fp32 scale per row
+            per_q = 1.0 + 4 / a.hidden
         base = a.block_linear_params * per_q + (total_params - a.block_linear_params) * b
     else:
         base = total_params * b

@@ -13,7 +13,8 @@ Reported, as medians over the repeats:
 * whole process: wall time of the command, start to exit                      target ratio <= 1.05
 * whole-process CPU time (user + system, every process of the command): steadier on a shared machine
 The run length is set by max_steps (calibrated so the plain train loop takes --target-seconds), never by
-sleeping. A benchmark, not a test: it prints ratios and always exits 0 unless a run fails.
+sleeping. Both run with one torch thread (--threads), which keeps a shared machine's load from swinging the
+numbers. A benchmark, not a test: it prints ratios and always exits 0 unless a run fails.
 """
 
 from __future__ import annotations
@@ -75,12 +76,15 @@ def main() -> int:
     ap.add_argument("--target-seconds", type=float, default=50.0,
                     help="train-loop length to calibrate max_steps for (default 50 s: ~1 min per process)")
     ap.add_argument("--max-steps", type=int, default=None, help="skip calibration and train this many steps")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of both runs (default 1)")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", dest="json_path", default=None, help="also write the results here")
     args = ap.parse_args()
 
     work = workdir("overhead", args.workdir)
-    env = child_env(work)
+    # one torch thread in both: on a shared machine a second thread mostly waits for a busy core, which makes
+    # wall and CPU times swing with other people's work; alignkit and TRL get the same setting
+    env = child_env(work, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     assets = demo_assets(env)
     train = work / "train.jsonl"
     training_rows(env, {**SETTINGS, "max_steps": 10}, train)
@@ -120,6 +124,7 @@ def main() -> int:
         "benchmark": "overhead",
         "max_steps": steps,
         "repeats": args.repeats,
+        "threads": args.threads,
         "calibration": calibration,
         "settings": settings,
         "median_train_runtime_s": {"alignkit": median([r["train_runtime_s"] for r in ak]),

@@ -6,7 +6,7 @@
 Data: token sequences shaped like UltraChat-200k conversations rendered with a chat template — a
 log-normal length distribution (median 0.4 x max_length, sigma 0.8: most rows short, a long tail, ~13 %
 longer than max_length and truncated), 1-4 user/assistant turns, learnable content (a sparse Markov chain).
-Model: a small Llama (random init, same weights for every setting), fp32 on CPU.
+Model: a small Llama (random init, same weights for every setting), fp32 on CPU, one torch thread (--threads).
 
 Each setting trains one epoch of the same rows (--steps x --batch rows) through TRL's SFTTrainer:
 
@@ -157,6 +157,7 @@ def worker(spec: dict) -> None:
     from trl import SFTConfig, SFTTrainer
 
     torch.manual_seed(0)
+    torch.set_num_threads(spec.get("threads", 1))
     tok = AutoTokenizer.from_pretrained(spec["model_dir"])
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32, attn_implementation="sdpa")
     train = load_dataset("json", data_files=spec["train"], split="train")
@@ -266,6 +267,7 @@ def dpo_speed_worker(spec: dict) -> None:
     from trl import DPOConfig, DPOTrainer
 
     logging.disable(logging.WARNING)
+    torch.set_num_threads(spec.get("threads", 1))
     tok = AutoTokenizer.from_pretrained(spec["model_dir"])
     data = Dataset.from_list(dpo_rows(spec["rows"], 0))
     extra = dict(spec["setting"])
@@ -300,6 +302,8 @@ def main() -> int:
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of each run (default 1: steadier on a "
+                    "shared machine, and CPU time then measures work, not waiting)")
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of: " + ", ".join(SETTINGS))
     ap.add_argument("--dpo-steps", type=int, default=8, help="DPO steps of the padded setting (one epoch)")
     ap.add_argument("--no-dpo", action="store_true", help="skip the DPO part")
@@ -323,7 +327,7 @@ def main() -> int:
         out = work / f"run-{name}"
         shutil.rmtree(out, ignore_errors=True)
         spec = {"model_dir": info["model_dir"], "train": info["train"], "eval": info["eval"], "output_dir": str(out),
-                "batch": args.batch, "max_length": args.max_length, "setting": SETTINGS[name]}
+                "batch": args.batch, "max_length": args.max_length, "setting": SETTINGS[name], "threads": args.threads}
         wall, _ = run([PY, __file__, "--worker", json.dumps(spec)], env)
         s = trainer_summary(out)
         rt = float(s["train_runtime"])
@@ -356,7 +360,8 @@ def main() -> int:
             out = work / f"run-dpo-{name}"
             shutil.rmtree(out, ignore_errors=True)
             spec = {"kind": "dpo_speed", "model_dir": info["model_dir"], "output_dir": str(out), "setting": setting,
-                    "rows": args.dpo_steps * args.batch, "batch": args.batch, "max_length": args.max_length}
+                    "rows": args.dpo_steps * args.batch, "batch": args.batch, "max_length": args.max_length,
+                    "threads": args.threads}
             run([PY, __file__, "--worker", json.dumps(spec)], env)
             s = trainer_summary(out)
             rt = float(s["train_runtime"])
@@ -370,6 +375,7 @@ def main() -> int:
         dpo["speed"] = speed
 
     result = {"benchmark": "tokens", "data": info, "batch": args.batch, "max_length": args.max_length,
+              "threads": args.threads,
               "results": results, "padded_vs_padding_free_loss_rel_diff": exact, "target_speedup": TARGET,
               "dpo": dpo, "machine": machine()}
     write_json(args.json_path, result)

@@ -5,7 +5,8 @@
 
 `make bench` runs this. Each benchmark runs as its own process, one after the other (they measure time: never
 in parallel); their raw results go to bench/results/*.json, a plot to bench/results.png. A benchmark that
-fails is reported as failed in RESULTS.md and the others still run; the exit code is then 1.
+fails is reported as failed in RESULTS.md and the others still run; the exit code is then 1. With --only,
+the benchmarks left out keep their last successful results in RESULTS.md (marked with when they ran).
 --quick uses small settings (a smoke run while developing; its numbers are not the benchmark's).
 """
 
@@ -78,6 +79,33 @@ def run_one(name: str, quick: bool, results_dir: Path) -> dict[str, Any]:
     return rec
 
 
+def save_record(rec: dict[str, Any], results_dir: Path) -> None:
+    """What a run printed and how it went, so that a later `--only` run can keep it in RESULTS.md."""
+    from alignkit.fsutil import write_json_atomic
+
+    meta = {k: v for k, v in rec.items() if k != "data"}
+    meta["finished"] = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    write_json_atomic(results_dir / f"{rec['name']}.run.json", meta)
+
+
+def earlier_record(name: str, results_dir: Path) -> dict[str, Any] | None:
+    """The last recorded run of a benchmark that this run skipped (`--only`), if it succeeded."""
+    meta_path = results_dir / f"{name}.run.json"
+    if not meta_path.is_file():
+        return None
+    rec = json.loads(meta_path.read_text())
+    if rec.get("status") != "ok":
+        return None
+    data_path = results_dir / f"{name}.json"
+    if data_path.is_file():
+        try:
+            rec["data"] = json.loads(data_path.read_text())
+        except ValueError:
+            pass
+    rec["earlier"] = rec.get("finished", "an earlier run")
+    return rec
+
+
 # --------------------------------------------------------------------------- RESULTS.md
 
 
@@ -139,7 +167,8 @@ def summary_rows(recs: dict[str, dict]) -> list[str]:
 
 def section(name: str, rec: dict) -> list[str]:
     lines = [f"## {TITLES[name]}", "", f"`{rec.get('command') or rec['script']}`"
-             + (f" — {rec['seconds']} s" if rec.get("seconds") is not None else ""), ""]
+             + (f" — {rec['seconds']} s" if rec.get("seconds") is not None else "")
+             + (f" (kept from the run of {rec['earlier']})" if rec.get("earlier") else ""), ""]
     if rec["status"] != "ok":
         lines += [f"**{rec['status']}**: {rec.get('error', '').strip()[-1500:]}", ""]
         return lines
@@ -329,11 +358,17 @@ def main() -> int:
     started = time.time()
     before = machine()
     recs: dict[str, dict] = {}
-    for name in names:
-        recs[name] = run_one(name, args.quick, results_dir)
+    for name in SUITE:
+        if name in names:
+            recs[name] = run_one(name, args.quick, results_dir)
+            save_record(recs[name], results_dir)
+        elif not args.quick:
+            kept = earlier_record(name, results_dir)
+            if kept is not None:
+                recs[name] = kept
     plot(recs, out.parent / "results.png")
     write_results(recs, out, args.quick, started, before)
-    failed = [n for n, r in recs.items() if r["status"] != "ok"]
+    failed = [n for n in names if recs[n]["status"] != "ok"]
     log(f"wrote {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
