@@ -70,6 +70,7 @@ class PeakRSS:
         self.interval = interval
         self.peaks: dict[int, int] = {}  # pid -> bytes
         self.cmdlines: dict[int, str] = {}
+        self.parents: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -96,7 +97,9 @@ class PeakRSS:
                 if self.needle not in cmd:
                     continue
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
+                    if line.startswith("PPid:"):
+                        self.parents[pid] = int(line.split()[1])
+                    elif line.startswith("VmHWM:"):
                         kb = int(line.split()[1])
                         self.peaks[pid] = max(self.peaks.get(pid, 0), kb * 1024)
                         self.cmdlines[pid] = cmd
@@ -104,9 +107,13 @@ class PeakRSS:
                 continue
 
     def matching(self, text: str, exclude: str | None = None) -> list[int]:
-        """Peaks (bytes) of the processes whose command line also contains `text` (and not `exclude`)."""
-        return [v for pid, v in sorted(self.peaks.items()) if text in self.cmdlines.get(pid, "")
-                and not (exclude and exclude in self.cmdlines.get(pid, ""))]
+        """Peaks (bytes) of the processes whose command line also contains `text` (and not `exclude`). A process
+        forked by one of them (same command line: a helper, not another worker) is left out."""
+        def hit(pid: int) -> bool:
+            cmd = self.cmdlines.get(pid, "")
+            return text in cmd and not (exclude and exclude in cmd)
+
+        return [v for pid, v in sorted(self.peaks.items()) if hit(pid) and not hit(self.parents.get(pid, -1))]
 
 
 def run(cmd: list[str], env: dict[str, str], *, timeout: float = 1800, cwd: str | None = None,
