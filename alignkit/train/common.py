@@ -181,6 +181,23 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def rotate_checkpoints(output_dir: Path, limit: int | None, keep: str | None = None) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond ``limit`` (save_total_limit), never ``keep`` (the best
+    one). Main process only, after the newest checkpoint is marked complete."""
+    import shutil
+
+    if not limit:
+        return []
+    done = complete_checkpoints(output_dir)
+    kept = {Path(keep).resolve()} if keep else set()
+    removed = []
+    for p in done[:-limit]:
+        if p.resolve() not in kept:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 def clean_incomplete_checkpoints(output_dir: Path) -> list[Path]:
     """Delete checkpoints a killed run left half-written (no marker). Main process only."""
     import shutil
@@ -220,6 +237,17 @@ def callbacks(stopper: Stopper) -> list:
     from transformers import TrainerCallback
 
     class MarkComplete(TrainerCallback):
+        """Marks each checkpoint complete after the Trainer wrote it, and only then deletes old ones. The
+        Trainer's own rotation (save_total_limit) runs before any callback sees the new checkpoint: a kill
+        between the two would leave only an unmarked checkpoint (with save_total_limit=1, as in the Zephyr
+        recipes: all progress lost). So the limit is taken over here."""
+
+        limit: int | None = None
+
+        def on_init_end(self, args, state, control, **kwargs):
+            self.limit, args.save_total_limit = args.save_total_limit, None
+            return control
+
         def on_save(self, args, state, control, **kwargs):
             _barrier()
             if state.is_world_process_zero:
@@ -228,6 +256,7 @@ def callbacks(stopper: Stopper) -> list:
                 if ckpt.is_dir():
                     write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": state.global_step,
                                                                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                    rotate_checkpoints(Path(args.output_dir), self.limit, keep=state.best_model_checkpoint)
             _barrier()
             return control
 

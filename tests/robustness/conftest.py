@@ -24,9 +24,10 @@ import pytest
 ALIGNKIT = [sys.executable, "-m", "alignkit"]
 QUICK = ["--eval_strategy=no", "--report_to=none", "--logging_steps=1"]
 # 12 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
-# and a resume in between, each process still short
+# and a resume in between, each process still short. save_total_limit=1 as in the Zephyr recipes: a kill
+# during a checkpoint write must still leave the previous checkpoint
 REF_ARGS = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=12", "--save_strategy=steps",
-            "--save_steps=2", *QUICK]
+            "--save_steps=2", "--save_total_limit=1", *QUICK]
 
 CANARIES = {
     "HF_TOKEN": "hf_CanaryHfToken7a1c9e3f5b2d4068",

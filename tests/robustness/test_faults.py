@@ -150,6 +150,7 @@ def test_interrupted_killed_and_cut_mid_checkpoint_the_run_resumes_to_the_same_w
             kill_all([pid], signal.SIGKILL)
 
     assert json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed"
+    assert checkpoints(out) == {12: True}, checkpoints(out)  # save_total_limit=1 kept, after marking
     assert not processes_mentioning(str(out))
     ref = reference_run.wait()
     a, b = weights(ref.output_dir), weights(out)
