@@ -298,7 +298,9 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) -> int:
+def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None, check=None) -> int:
+    """Claim the output dir, run ``check(plan)`` (input validation: it raises to refuse the run), write the
+    run files, spawn. A refused run leaves no run files, so the next attempt starts fresh."""
     if not plan.command:
         raise RuntimeFailure("empty launch command")
     claim = claim_output_dir(plan, overwrite)
@@ -308,6 +310,8 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None) ->
             if on_start:
                 on_start(claim)
             return 0
+        if check is not None:
+            check(plan)
         write_run_files(plan, resume=claim.resume, argv=argv)
         (run_dir(plan.output_dir) / "status.json").unlink(missing_ok=True)
         if on_start:

@@ -32,6 +32,15 @@ def _no_gpus(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
+@pytest.fixture(autouse=True)
+def _no_preflight(monkeypatch):
+    """The run path here uses fake model and data paths: the model/data preflight (tested with real files in
+    tests/robustness/test_bad_input.py) is skipped."""
+    from alignkit.commands import train as train_cmd
+
+    monkeypatch.setattr(train_cmd, "preflight", lambda plan: None)
+
+
 def invoke(args: list[str], env: dict | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], env=env)
 

@@ -3,9 +3,8 @@ and checks what a user sees: exit 2 for usage/config/data errors (1 for a runtim
 in a config: a judge or model endpoint that fails), the key/file/row/endpoint named, the fix given, and no
 traceback.
 
-Data errors are checked through `alignkit mix preview` (the fast path). The same errors through `alignkit
-sft` surface only inside the accelerate child today (see the report of issue 8: the parent should validate
-the model dir, chat template and data before launching).
+Data errors are checked through `alignkit mix preview` (the fast path) and through `alignkit sft|dpo`,
+whose preflight refuses them before anything is written or launched.
 """
 
 from __future__ import annotations
@@ -190,6 +189,35 @@ CASES = [
       "zephyr, chatml, llama3"),
     C("mix-task-unknown", ["mix", "preview", "--task", "ppo", "--data", "{d}/data_good.yaml"], ["--task", "'ppo'"],
       "use --task sft or --task dpo"),
+    # ---------------------------------------------------------------- the same through `alignkit sft`: refused before launch
+    C("sft-data-bad-role", [*RUN, "--output_dir={d}/o1", "--data.mixture=[{{path: {d}/badrole.jsonl}}]",
+                            "--eval_strategy=no"], ["badrole.jsonl (train) row 5", "role is 'robot'"], "skip_invalid",
+      forbid=("starting sft",)),
+    C("sft-data-invalid-json-line", [*RUN, "--output_dir={d}/o2", "--data.mixture=[{{path: {d}/badline.jsonl}}]",
+                                     "--eval_strategy=no"], ["badline.jsonl:7", "invalid JSON"], "fix or remove that line",
+      forbid=("starting sft",)),
+    C("sft-data-truncated-parquet", [*RUN, "--output_dir={d}/o3", "--data.mixture=[{{path: {d}/trunc.parquet}}]",
+                                     "--eval_strategy=no"], ["trunc.parquet"], "check the file's format",
+      forbid=("starting sft",)),
+    C("sft-empty-train-split", [*RUN, "--output_dir={d}/o4", "--data.mixture=[{{path: {d}/good.jsonl, split: test}}]",
+                                "--eval_strategy=no"], ["data.mixture", "the train split has no rows"],
+      "add a train source with rows", forbid=("starting sft",)),
+    C("dpo-data-different-prompts", ["dpo", "--recipe", "tiny", "--profile", "cpu", "--max_steps=1",
+                                     "--output_dir={d}/o5", "--model_name_or_path={model}",
+                                     "--data.mixture=[{{path: {d}/dpodiff.jsonl}}]", "--eval_strategy=no"],
+      ["dpodiff.jsonl (train) row 2", "share no prompt"], "skip_invalid", forbid=("starting dpo",)),
+    C("sft-model-without-weights", [*RUN, "--output_dir={d}/o6", "--model_name_or_path={d}/no-weights"],
+      ["model.model_name_or_path", "no-weights has no model weights"], "save_pretrained", forbid=("starting sft",)),
+    C("sft-model-dir-missing", [*RUN, "--output_dir={d}/o7", "--model_name_or_path=./no-such-model"],
+      ["model.model_name_or_path", "no-such-model: no such directory"], "use a Hub id", forbid=("starting sft",)),
+    C("sft-model-without-tokenizer", [*RUN, "--output_dir={d}/o8", "--model_name_or_path={d}/no-tokenizer"],
+      ["model.model_name_or_path", "no-tokenizer has no tokenizer"], "tokenizer.save_pretrained",
+      forbid=("starting sft",)),
+    C("sft-no-chat-template-no-fallback", [*RUN, "--output_dir={d}/o9", "--model_name_or_path={d}/no-template",
+                                           "--data.chat_template_fallback=none"],
+      ["data.chat_template", "has no chat template", "'none'"], "set data.chat_template", forbid=("starting sft",)),
+    C("sft-chat-template-unknown", [*RUN, "--output_dir={d}/o10", "--data.chat_template=nosuch"],
+      ["data.chat_template", "'nosuch'"], "zephyr, chatml, llama3", forbid=("starting sft",)),
     # ---------------------------------------------------------------- models and other inputs
     C("eval-model-without-weights", ["eval", "loss", "--model", "{d}/no-weights", "--data", "{d}/good.jsonl",
                                      "--limit", "2"], ["no-weights", "cannot load the model"],
@@ -346,6 +374,9 @@ def corpus(tmp_path_factory, tiny_assets):
     # model dirs: no weights; a tokenizer without a chat template
     shutil.copytree(model, d / "no-weights")
     (d / "no-weights" / "model.safetensors").unlink()
+    shutil.copytree(model, d / "no-tokenizer")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (d / "no-tokenizer" / f).unlink()
     shutil.copytree(model, d / "no-template")
     (d / "no-template" / "chat_template.jinja").unlink()
     cfg = json.loads((d / "no-template" / "tokenizer_config.json").read_text())
