@@ -25,8 +25,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, mode: int | None = 
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        # mkstemp makes 0600 files; give what open() would (teammates on a shared cluster read run files)
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -34,6 +34,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, mode: int | None = 
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

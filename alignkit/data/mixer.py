@@ -640,7 +640,9 @@ def _check_locations(data: "DataConfig") -> None:
     seen: dict[tuple, int] = {}
     for i, s in enumerate(data.mixture):
         loc = s.id if s.id is not None else os.path.realpath(os.path.expanduser(s.path))
-        key = (loc, s.config, s.split)
+        # a plain file has one set of rows whatever split label it is given (a directory has one per split)
+        split = None if s.id is None and os.path.isfile(loc) else s.split
+        key = (loc, s.config, split)
         if key in seen:
             other = data.mixture[seen[key]]
             both = "train and test" if other.is_test != s.is_test else "twice"

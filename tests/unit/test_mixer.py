@@ -270,3 +270,17 @@ def test_load_mixture_returns_a_datasetdict_and_dpo_rows_come_out_conversational
 def test_empty_mixture_is_a_config_error():
     with pytest.raises(ConfigError, match="no data sources"):
         mix(DataConfig(), "sft")
+
+
+def test_one_local_file_as_train_and_test_is_refused(tmp_path):
+    """A plain file has the same rows whatever split label it is given: eval would equal training."""
+    from alignkit.config.data import DataConfig
+    from alignkit.data.mixer import plan_mixture
+    from alignkit.errors import ConfigError
+
+    f = tmp_path / "rows.jsonl"
+    f.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    data = DataConfig(mixture=[{"path": str(f), "split": "train"}, {"path": str(f), "split": "test"}])
+    with pytest.raises(ConfigError) as exc:
+        plan_mixture(data, "sft")
+    assert "train and test" in str(exc.value)
