@@ -10,6 +10,8 @@ no accelerate, no alignkit import. Runs alternate (A B, B A, ...) so that a busy
 
 Reported, as medians over the repeats:
 * train-loop time: the Trainer's own `train_runtime` (trainer_state.json)      target ratio <= 1.02
+  and, steadier on a shared machine, the median time of one training step (forward + backward), taken by
+  bench/_steptimer/sitecustomize.py in both processes alike
 * whole process: wall time of the command, start to exit                      target ratio <= 1.05
 * whole-process CPU time (user + system, every process of the command): steadier on a shared machine
 The run length is set by max_steps (calibrated so the plain train loop takes --target-seconds), never by
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +34,7 @@ from _util import PY, REPO, child_env, demo_assets, log, machine, median, run, t
 TRAIN_LOOP_TARGET = 1.02
 WHOLE_TARGET = 1.05
 PLAIN = REPO / "tests" / "e2e" / "plain_trl.py"
+STEPTIMER = REPO / "bench" / "_steptimer"
 
 SETTINGS = {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
             "logging_steps": 10, "seed": 7, "bf16": False, "gradient_checkpointing": False, "optim": "adamw_torch",
@@ -57,17 +61,34 @@ def alignkit_overrides(settings: dict) -> list[str]:
                                                           "--logging_first_step=false"]
 
 
+def _timed_env(env: dict[str, str], steps_dir: Path) -> dict[str, str]:
+    """Time every training step of the training process (bench/_steptimer/sitecustomize.py)."""
+    shutil.rmtree(steps_dir, ignore_errors=True)
+    return {**env, "ALIGNKIT_BENCH_STEP_LOG": str(steps_dir),
+            "PYTHONPATH": os.pathsep.join([str(STEPTIMER), env.get("PYTHONPATH", "")])}
+
+
+def _step_times(steps_dir: Path) -> list[float]:
+    files = sorted(steps_dir.glob("*.json"))
+    if len(files) != 1:
+        raise RuntimeError(f"expected the step times of one training process in {steps_dir}, found {len(files)}")
+    return json.loads(files[0].read_text())
+
+
 def run_alignkit(out: Path, settings: dict, env: dict[str, str]) -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
+    steps = out.parent / f"{out.name}.steps"
     wall, proc = run([PY, "-m", "alignkit", "sft", "--recipe", "tiny", "--profile", "cpu", f"--output_dir={out}",
-                      *alignkit_overrides(settings)], env)
-    return wall, {**trainer_summary(out), "cpu_s": proc.cpu_seconds}
+                      *alignkit_overrides(settings)], _timed_env(env, steps))
+    return wall, {**trainer_summary(out), "cpu_s": proc.cpu_seconds, "step_s": _step_times(steps)}
 
 
 def run_plain(out: Path, settings: dict, model: Path, train: Path, env: dict[str, str]) -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
-    wall, proc = run([PY, str(PLAIN), "sft", str(model), str(train), str(out), json.dumps(settings)], env)
-    return wall, {**trainer_summary(out), "cpu_s": proc.cpu_seconds}
+    steps = out.parent / f"{out.name}.steps"
+    wall, proc = run([PY, str(PLAIN), "sft", str(model), str(train), str(out), json.dumps(settings)],
+                     _timed_env(env, steps))
+    return wall, {**trainer_summary(out), "cpu_s": proc.cpu_seconds, "step_s": _step_times(steps)}
 
 
 def main() -> int:
@@ -110,8 +131,10 @@ def main() -> int:
             else:
                 wall, s = run_plain(out, settings, assets.model_dir, train, env)
             rows.append({"who": who, "repeat": i, "wall_s": round(wall, 3), "cpu_s": round(s["cpu_s"], 3),
-                         "train_runtime_s": float(s["train_runtime"]), "losses": s["losses"]})
-            log(f"  {who:8s} #{i}: train loop {float(s['train_runtime']):7.2f} s   whole process {wall:7.2f} s")
+                         "train_runtime_s": float(s["train_runtime"]), "median_step_ms": 1000 * median(s["step_s"]),
+                         "steps_timed": len(s["step_s"]), "losses": s["losses"]})
+            log(f"  {who:8s} #{i}: train loop {float(s['train_runtime']):7.2f} s   whole process {wall:7.2f} s   "
+                f"median step {1000 * median(s['step_s']):.2f} ms")
 
     ak = [r for r in rows if r["who"] == "alignkit"]
     pl = [r for r in rows if r["who"] == "plain"]
@@ -119,6 +142,7 @@ def main() -> int:
     train_ratio = median([r["train_runtime_s"] for r in ak]) / median([r["train_runtime_s"] for r in pl])
     whole_ratio = median([r["wall_s"] for r in ak]) / median([r["wall_s"] for r in pl])
     pair_train = median([a["train_runtime_s"] / p["train_runtime_s"] for a, p in zip(ak, pl)])
+    step_ratio = median([r["median_step_ms"] for r in ak]) / median([r["median_step_ms"] for r in pl])
     pair_whole = median([a["wall_s"] / p["wall_s"] for a, p in zip(ak, pl)])
     result = {
         "benchmark": "overhead",
@@ -133,6 +157,9 @@ def main() -> int:
         "median_cpu_s": {"alignkit": median([r["cpu_s"] for r in ak]), "plain_trl": median([r["cpu_s"] for r in pl])},
         "whole_process_cpu_ratio": round(median([r["cpu_s"] for r in ak]) / median([r["cpu_s"] for r in pl]), 4),
         "train_loop_ratio": round(train_ratio, 4),
+        "median_step_ms": {"alignkit": median([r["median_step_ms"] for r in ak]),
+                           "plain_trl": median([r["median_step_ms"] for r in pl])},
+        "step_time_ratio": round(step_ratio, 4),
         "whole_process_ratio": round(whole_ratio, 4),
         "extra_wall_s": round(median([r["wall_s"] for r in ak]) - median([r["wall_s"] for r in pl]), 3),
         "median_pairwise_train_loop_ratio": round(pair_train, 4),
@@ -147,7 +174,8 @@ def main() -> int:
     print(f"overhead: tiny recipe, {steps} steps x batch {settings['per_device_train_batch_size']}, "
           f"{args.repeats} alternating pairs (medians)")
     print(f"{'':22s} {'alignkit':>10s} {'plain TRL':>10s} {'ratio':>7s} {'target':>7s}")
-    for label, key, ratio, target in (("train loop (s)", "median_train_runtime_s", train_ratio, TRAIN_LOOP_TARGET),
+    for label, key, ratio, target in (("train step (ms, median)", "median_step_ms", step_ratio, TRAIN_LOOP_TARGET),
+                                      ("train loop (s)", "median_train_runtime_s", train_ratio, TRAIN_LOOP_TARGET),
                                       ("whole process (s)", "median_wall_s", whole_ratio, WHOLE_TARGET)):
         m = result[key]
         vals = list(m.values())
