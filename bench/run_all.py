@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -135,6 +136,16 @@ def summary_rows(recs: dict[str, dict]) -> list[str]:
             out.append(_row("CLI", "`alignkit --help` / `trl sft --help`", f"{cli['help_vs_trl']:.3f}x",
                             f"<= {cli.get('help_vs_trl_target', 0.2)}x",
                             _status(cli["help_vs_trl"] <= cli.get("help_vs_trl_target", 0.2))))
+    mix = recs.get("mix") or {}
+    if mix.get("status") == "ok":  # bench_mix.py prints text: read its two verdict lines
+        m = re.search(r"speed-up \(median wall\)\s*:\s*([\d.]+)\s*x", mix.get("stdout", ""))
+        if m:
+            out.append(_row("data", "`mix build` vs handbook-style pipeline (median wall)", f"{float(m.group(1)):.2f}x",
+                            ">= 3x", _status(float(m.group(1)) >= 3)))
+        m = re.search(r"cached re-run\s*:.*?([\d.]+) s as a fresh CLI process", mix.get("stdout", ""))
+        if m:
+            out.append(_row("data", "cached `mix build`, fresh CLI process", f"{float(m.group(1)):.2f} s", "<= 2 s",
+                            _status(float(m.group(1)) <= 2)))
     ov = data("overhead")
     if ov:
         for key, label in (("step_time_ratio", "train step (median of thousands)"), ("train_loop_ratio", "train loop"),
@@ -323,18 +334,29 @@ def git_commit() -> str:
         return "unknown"
 
 
-def write_results(recs: dict[str, dict], out: Path, quick: bool, started: float, info_before: dict) -> None:
+def write_results(recs: dict[str, dict], out: Path, quick: bool, started: float, info_before: dict,
+                  ran: list[str] | None = None) -> None:
     info = machine()
+    kept = [n for n, r in recs.items() if r.get("earlier")]
+    how = "--quick: small smoke settings, not the benchmark numbers" if quick else "make bench"
+    when = (f"on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, commit {git_commit()}, "
+            f"{(time.time() - started) / 60:.1f} min in all")
+    if kept:
+        when += (f"; {', '.join(kept)} kept from earlier runs (each section says when it ran)" if ran else
+                 "; nothing re-run: every section is from its last recorded run (it says when)")
     lines = ["# Benchmark results", "",
-             f"Written by `bench/run_all.py` ({'--quick: small smoke settings, not the benchmark numbers' if quick else 'make bench'})"
-             f" on {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, commit {git_commit()}, "
-             f"{(time.time() - started) / 60:.1f} min in all. Medians throughout; targets are for these ratios, "
+             f"Written by `bench/run_all.py` ({how}) {when}. Medians throughout; targets are for these ratios, "
              "never for tests.", "", "## Machine", "",
              _row("", ""), _row("---", "---"),
              _row("CPU", f"{info.get('cpu', '?')}, {info.get('cpu_count')} cores"),
              _row("RAM", f"{info.get('ram_gib', '?')} GiB"),
              _row("GPU", "none (CPU-only machine)"),
-             _row("load average (1/5/15 min)", f"before {info_before.get('load_avg')}, after {info.get('load_avg')}"),
+             _row("load average (1/5/15 min)", f"before {info_before.get('load_avg')}, after {info.get('load_avg')}"
+                  if ran else "see each benchmark"),
+             *([_row("load average at the end of each benchmark", ", ".join(
+                 f"{n} {r['data']['machine']['load_avg']}" for n, r in recs.items()
+                 if isinstance(r.get("data"), dict) and (r["data"].get("machine") or {}).get("load_avg")))]
+               if any(isinstance(r.get("data"), dict) and r["data"].get("machine") for r in recs.values()) else []),
              _row("OS / Python", f"{info['platform']} / {info['python']}"),
              _row("packages", ", ".join(f"{k} {v}" for k, v in info["packages"].items())), "",
              "The machine is shared: a load average above the core count means other work ran alongside and wall "
@@ -375,7 +397,7 @@ def main() -> int:
             if kept is not None:
                 recs[name] = kept
     plot(recs, out.parent / "results.png")
-    write_results(recs, out, args.quick, started, before)
+    write_results(recs, out, args.quick, started, before, ran=names)
     failed = [n for n in names if recs[n]["status"] != "ok"]
     log(f"wrote {out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
