@@ -9,6 +9,7 @@ Exit codes:
   0  success
   1  runtime failure the user cannot fix in their config (a crashed child, a refused job)
   2  usage, config or data error: fix the input and run again
+  3  `alignkit plan`: the run does not fit in GPU memory (the output says what would)
   75 stopped by SIGTERM/SIGUSR1 (e.g. Slurm preemption) after saving a checkpoint: re-run to resume
   130 interrupted (Ctrl-C)
 """
