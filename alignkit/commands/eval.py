@@ -95,6 +95,23 @@ def _generator_factory(model: str, **kw: Any):
     return lambda: make_generator(model, **kw)
 
 
+def _setup(bench: str, model: str, model_id: Optional[str], output: Optional[Path], answers_only: bool,
+           judge_model: str, judge_base_url: str, judge_api_key_env: Optional[str], *, concurrency: int,
+           max_retries: int, timeout: float, **generation: Any):
+    """What every benchmark command starts with: the model id, the output dir (checked), the judge client
+    (none with --answers-only) and the generator factory."""
+    from alignkit.eval import mtbench
+
+    mid = mtbench.model_id_for(model, model_id)
+    out = Path(output) if output else mtbench.default_output(model, mid, bench)
+    _check_output(out, mid)
+    judge = None if answers_only else _judge_client(judge_model, judge_base_url, judge_api_key_env, concurrency,
+                                                    max_retries, timeout)
+    factory = _generator_factory(model, concurrency=concurrency, timeout=max(timeout, 600.0),
+                                 max_retries=max_retries, **generation)
+    return mid, out, judge, factory
+
+
 def _check_output(output: Path, model_id: str) -> None:
     """Refuse to mix two models' answers in one directory by accident."""
     for name in ("answers.jsonl",):
@@ -151,15 +168,14 @@ def mt_bench(
 ) -> None:
     """MT-Bench with FastChat's rules: 80 two-turn questions, single-answer grading by a judge model."""
     from alignkit.eval import mtbench
-    mid = mtbench.model_id_for(model, model_id)
-    out = Path(output) if output else mtbench.default_output(model, mid, "mt-bench")
-    _check_output(out, mid)
-    judge = None if answers_only else _judge_client(judge_model, judge_base_url, judge_api_key_env, concurrency, max_retries, timeout)
-    factory = _generator_factory(
-        model, backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=max(timeout, 600.0), max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template, seed=seed,
-    )  # fmt: skip
+
+    mid, out, judge, factory = _setup(
+        "mt-bench", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
+        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
+        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
+        seed=seed,
+    )
     with _progress() as progress:
         result = mtbench.run_mt_bench(
             model=model,
@@ -245,16 +261,15 @@ def alpaca_eval(
     refresh_sources: RefreshOpt = False,
 ) -> None:
     """AlpacaEval: pairwise judgments against reference outputs, AlpacaEval's win rates."""
-    from alignkit.eval import alpaca, mtbench
-    mid = mtbench.model_id_for(model, model_id)
-    out = Path(output) if output else mtbench.default_output(model, mid, "alpaca-eval")
-    _check_output(out, mid)
-    judge = None if answers_only else _judge_client(judge_model, judge_base_url, judge_api_key_env, concurrency, max_retries, timeout)
-    factory = _generator_factory(
-        model, backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=max(timeout, 600.0), max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template, seed=seed,
-    )  # fmt: skip
+    from alignkit.eval import alpaca
+
+    mid, out, judge, factory = _setup(
+        "alpaca-eval", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
+        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
+        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
+        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
+        seed=seed,
+    )
     with _progress() as progress:
         result = alpaca.run_alpaca_eval(
             model=model,
