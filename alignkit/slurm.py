@@ -250,7 +250,7 @@ def render_sbatch(
         raise UsageError(Problem("--cpus-per-task", f"must be at least 1, got {cpus_per_task}", "pass N >= 1"))
     limit = parse_time_limit(time) if time is not None else None
     lead = signal_lead_for(limit, signal_lead)
-    launch = _split_launch(plan.command)
+    launch = _split_launch(plan.accelerate_command or plan.command)
     port = main_process_port if main_process_port is not None else launch.port
     if port is not None:
         port = _check_line("--main-process-port", str(port))
@@ -265,7 +265,7 @@ def render_sbatch(
         raise UsageError(Problem("--job-name", "is empty", "pass a name, e.g. --job-name zephyr-sft"))
     _check_line("run file", run_file)
     _check_line("--chdir", workdir)
-    for tok in plan.command:
+    for tok in plan.accelerate_command or plan.command:
         _check_line("launch command", str(tok))
     _check_line("--profile", str(plan.profile))  # it goes into a comment line
     want_gpus = request_gpus if request_gpus is not None else not _is_cpu_plan(plan)

@@ -109,7 +109,8 @@ def submit(
                                  "pass a shell file to source, e.g. one with `module load cuda` and "
                                  "`source /path/venv/bin/activate`"))
     plan = build.plan_run(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []],
-                          overrides=list(ctx.args), num_gpus=gpus_per_node, num_nodes=nodes, dry_run=dry_run)
+                          overrides=list(ctx.args), num_gpus=gpus_per_node, num_nodes=nodes, dry_run=dry_run,
+                          via_accelerate=True)
     if plan.config["train"].get("push_to_hub") and not dry_run:
         import os
 

@@ -65,6 +65,8 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     if already:
         return 0
     status = spawn.read_status(p.output_dir)
+    if status.get("state") == "completed" and code == 130:
+        code = 0  # Ctrl-C after the model was saved and the run marked complete: nothing was lost
     if status.get("state") == "preempted":
         ui.info(f"[yellow]stopped by a signal[/yellow] after saving {status.get('checkpoint')}: re-run the same "
                 "command to resume")
@@ -224,8 +226,8 @@ def render_summary(p: LaunchPlan) -> None:
     t.add_row("global batch",
               f"{p.global_batch_size} = {p.batch.per_device_train_batch_size} per device x "
               f"{p.batch.gradient_accumulation_steps} accumulation x {p.world_size}")
-    t.add_row("engine", p.accelerate_config.get("distributed_type", "?")
-              + (" (ZeRO-3)" if p.deepspeed_config else ""))
+    t.add_row("engine", "one process, no distributed engine" if p.direct else
+              p.accelerate_config.get("distributed_type", "?") + (" (ZeRO-3)" if p.deepspeed_config else ""))
     t.add_row("output dir", _esc(p.output_dir))
     if p.overridden:
         t.add_row("overridden", _esc(", ".join(f"{k} ({v})" for k, v in p.overridden.items())))

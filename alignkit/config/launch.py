@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -26,4 +28,12 @@ class LaunchConfig(BaseModel):
     )
     main_process_port: int | None = Field(
         None, ge=1024, le=65535, description="Rendezvous port of the main process (default: accelerate's)."
+    )
+    launcher: Literal["auto", "accelerate"] = Field(
+        "auto",
+        description="How the training processes start. auto: one process without DeepSpeed starts "
+        "`python -m alignkit.train.<task>` directly, with the environment `accelerate launch` would give it (for one "
+        "process accelerate's launcher only sets that environment), which saves the ~2-3 s accelerate's CLI spends "
+        "importing torch; several processes, DeepSpeed and Slurm jobs always go through `accelerate launch`. "
+        "accelerate: always `accelerate launch`.",
     )

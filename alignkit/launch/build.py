@@ -144,8 +144,11 @@ def _accelerate_config(resolved: Resolved, world_size: int, num_nodes: int, ds_p
 
 
 def plan_from_resolved(
-    resolved: Resolved, *, num_gpus: int | None = None, num_nodes: int | None = None, dry_run: bool = False
+    resolved: Resolved, *, num_gpus: int | None = None, num_nodes: int | None = None, dry_run: bool = False,
+    via_accelerate: bool = False,
 ) -> LaunchPlan:
+    """The launch plan of a resolved config. via_accelerate: always `accelerate launch` (Slurm jobs, whose
+    environment is the compute node's), whatever launch.launcher says."""
     per_node, note = _processes_per_node(resolved, num_gpus, dry_run)
     nodes = num_nodes if num_nodes is not None else resolved.config.launch.num_nodes
     if per_node < 1:
@@ -173,7 +176,7 @@ def plan_from_resolved(
     acc = _accelerate_config(resolved, world, nodes, ds_path)
     deepspeed = resolved.profile.deepspeed if resolved.profile.uses_deepspeed else None
 
-    command = [
+    accelerate_command = [
         *accelerate_executable(), "launch",
         "--config_file", str(rdir / "accelerate.yaml"),
         "--num_processes", str(world),
@@ -182,7 +185,17 @@ def plan_from_resolved(
     ]
     if resolved.config.launch.main_process_port:
         command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
-    command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+    accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+    env = {"ACCELERATE_LOG_LEVEL": "info"}
+    if resolved.profile.cpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    direct = (world == 1 and not resolved.profile.uses_deepspeed and resolved.config.launch.launcher == "auto"
+              and not via_accelerate)
+    if direct:
+        command = [sys.executable, "-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+        env.update(accelerate_launch_env(acc))
+    else:
+        command = accelerate_command
 
     notes = []
     if note:
@@ -193,11 +206,11 @@ def plan_from_resolved(
             f"of {batch.global_batch_size} on {world} process{'es' if world > 1 else ''}"
         )
     notes += _speed_notes(resolved)
+    if direct:
+        notes.append("one process: started without `accelerate launch` (its environment is set here), which saves "
+                     "the 2-3 s its CLI spends importing torch (--launch.launcher=accelerate to use it anyway)")
     if resolved.config.model.trust_remote_code:
         notes.append("trust_remote_code is ON: the model repository's Python code will run")
-    env = {"ACCELERATE_LOG_LEVEL": "info"}
-    if resolved.profile.cpu:
-        env["CUDA_VISIBLE_DEVICES"] = ""
     return LaunchPlan(
         task=resolved.task,
         profile=resolved.profile.name,
@@ -211,6 +224,7 @@ def plan_from_resolved(
         config=config,
         output_dir=str(out_dir),
         command=command,
+        accelerate_command=accelerate_command,
         env=env,
         notes=notes,
         translations=list(resolved.notes),
@@ -223,15 +237,68 @@ def plan_from_resolved(
     )
 
 
+def accelerate_launch_env(acc: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `accelerate launch --config_file <acc>` gives one training process, without importing
+    accelerate (whose CLI imports torch): what accelerate 1.x's simple launcher sets (utils/launch.py,
+    prepare_simple_launcher_cmd_env, and the thread default of commands/launch.py). A test runs the real
+    `accelerate launch` on the same config and compares."""
+    environ = os.environ if environ is None else environ
+    use_cpu = bool(acc.get("use_cpu"))
+    dynamo = acc.get("dynamo_config") or {}
+    env = {
+        "ACCELERATE_USE_CPU": str(use_cpu),
+        "ACCELERATE_MIXED_PRECISION": str(acc.get("mixed_precision") or "no").lower(),
+        "ACCELERATE_DYNAMO_BACKEND": str(dynamo.get("dynamo_backend", "no")).upper(),
+        "ACCELERATE_DYNAMO_MODE": str(dynamo.get("dynamo_mode", "default")),
+        "ACCELERATE_DYNAMO_USE_FULLGRAPH": str(bool(dynamo.get("dynamo_use_fullgraph", False))),
+        "ACCELERATE_DYNAMO_USE_DYNAMIC": str(bool(dynamo.get("dynamo_use_dynamic", False))),
+        "ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION": str(bool(dynamo.get("dynamo_use_regional_compilation",
+                                                                           False))),
+    }
+    if use_cpu:
+        env["KMP_AFFINITY"] = "granularity=fine,compact,1,0"
+        env["KMP_BLOCKTIME"] = "1"
+    threads = environ.get("OMP_NUM_THREADS", "")
+    if not (threads.isdigit() and int(threads) > 0):
+        threads = "1"
+        if use_cpu:  # accelerate: one thread per physical core on a CPU run
+            import psutil
+
+            threads = str(max(1, int((psutil.cpu_count(logical=False) or 1) / max(int(acc["num_processes"]), 1))))
+    env["OMP_NUM_THREADS"] = threads
+    return env
+
+
 def _speed_notes(resolved: Resolved) -> list[str]:
+    """What the run turns on for speed and memory, and why. Choices that depend on the training machine
+    (flash-attn, Liger) are made there, by the rule stated here; <output_dir>/alignkit/model.json records
+    what was in effect."""
     cfg = resolved.config
+    train = cfg.train
     notes = []
     if cfg.model.attn_implementation is None:
         notes.append("attention: flash_attention_2 when flash-attn is installed on CUDA, else sdpa")
+    if "use_liger_kernel" not in train.model_fields_set:
+        notes.append("Liger kernels (RMSNorm, SwiGLU, RoPE) when liger-kernel is installed on CUDA; the loss is "
+                     "TRL's fused LM head either way (log-probs in chunks, never the full logits)")
+    elif getattr(train, "use_liger_kernel", False):
+        notes.append("Liger kernels on (set in the config; TRL 1.16 keeps its own fused LM head for the loss)")
+    if getattr(train, "train_sampling_strategy", None) == "group_by_length":
+        notes.append("batches of similar-length rows (train_sampling_strategy=group_by_length): less padding, "
+                     "1.6x useful tokens/s on long-tailed chat data (bench/bench_tokens.py)")
+    if resolved.task == "sft":
+        if getattr(train, "packing", False):
+            notes.append(f"packing on ({getattr(train, 'packing_strategy', 'bfd')}): padding-free batches; with "
+                         "flash-attention rows never attend to each other")
+        elif getattr(train, "padding_free", False):
+            notes.append("padding-free batches (no pad tokens; best with flash-attention)")
+        else:
+            notes.append("packing off (the recipe's steps and batch semantics); --packing=true packs rows "
+                         "padding-free, faster on GPUs with flash-attention")
     if cfg.model.load_in_4bit:
         notes.append("4-bit NF4 base (bitsandbytes), LoRA adapters train in "
                      f"{cfg.model.bnb_4bit_compute_dtype or cfg.model.dtype}")
-    if getattr(cfg.train, "gradient_checkpointing", False):
+    if getattr(train, "gradient_checkpointing", False):
         notes.append("activation checkpointing on (trades ~20% speed for memory)")
     return notes
 
@@ -246,7 +313,9 @@ def plan_run(
     num_gpus: int | None = None,
     num_nodes: int | None = None,
     dry_run: bool = False,
+    via_accelerate: bool = False,
 ) -> LaunchPlan:
     """Validate a run exactly as `alignkit sft/dpo` do and plan its launch (raises ConfigError)."""
     resolved = resolve_config(task, recipe=recipe, profile=profile, config_files=config_files, overrides=overrides)
-    return plan_from_resolved(resolved, num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run)
+    return plan_from_resolved(resolved, num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run,
+                              via_accelerate=via_accelerate)

@@ -36,15 +36,23 @@ class LaunchPlan:
     deepspeed_config: dict[str, Any] | None
     config: dict[str, Any]  # the resolved run config (what run.yaml holds)
     output_dir: str
-    # argv of `accelerate launch ... -m alignkit.train.<task> --run <run.yaml>`; the file paths in it
-    # point into <output_dir>/alignkit/ where a real run writes them.
+    # argv that `alignkit sft|dpo` runs: `accelerate launch ... -m alignkit.train.<task> --run <run.yaml>`, or
+    # for one process without DeepSpeed `python -m alignkit.train.<task> --run <run.yaml>` with accelerate's
+    # launch environment in `env`. The file paths in it point into <output_dir>/alignkit/.
     command: list[str]
+    # always the `accelerate launch` form (Slurm renders it per node)
+    accelerate_command: list[str] = field(default_factory=list)
     # the per-node flags slurm replaces (--machine_rank etc.) are added by alignkit.slurm, not here
     env: dict[str, str] = field(default_factory=dict)  # non-secret env the child needs
     notes: list[str] = field(default_factory=list)  # what was enabled/changed and why
     translations: list[str] = field(default_factory=list)  # handbook keys translated to current ones
     warnings: list[str] = field(default_factory=list)  # keys dropped, with why
     overridden: dict[str, str] = field(default_factory=dict)  # section.key -> the layer that set it
+
+    @property
+    def direct(self) -> bool:
+        """True when the training process is started without `accelerate launch` (one process, no DeepSpeed)."""
+        return bool(self.accelerate_command) and self.command != self.accelerate_command
 
     @property
     def global_batch_size(self) -> int:
@@ -55,6 +63,7 @@ class LaunchPlan:
             "task": self.task,
             "profile": self.profile,
             "command": self.command,
+            "accelerate_command": self.accelerate_command,
             "accelerate_config": self.accelerate_config,
             "deepspeed_config": self.deepspeed_config,
             "config": self.config,

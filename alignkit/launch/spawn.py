@@ -33,7 +33,7 @@ from alignkit.secrets import redact, redact_data
 LOCK_NAME = "lock"
 # Keys that may change between a run and its resumption without making it a different run.
 SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps"),
-              ("train", "ddp_backend")}
+              ("train", "ddp_backend"), ("launch", "launcher")}
 
 
 @dataclass
@@ -219,7 +219,7 @@ def _version() -> str:
 
 
 def spawn(plan: LaunchPlan, lock: Path | None = None) -> int:
-    """Run the accelerate command in its own process group; forward SIGINT/SIGTERM to the whole group;
+    """Run the plan's command in its own process group; forward SIGINT/SIGTERM to the whole group;
     return the child's exit code (130 after Ctrl-C)."""
     env = {**os.environ, **plan.env}
     proc = subprocess.Popen(plan.command, env=env, start_new_session=True)
@@ -240,9 +240,9 @@ def spawn(plan: LaunchPlan, lock: Path | None = None) -> int:
                 pass
             return
         # SIGTERM/SIGUSR1 (preemption): only the training processes get it, so they save a checkpoint
-        # and exit cleanly; the launcher then exits on its own
+        # and exit cleanly; the launcher (when there is one) then exits on its own
         for pid in _group_members(proc.pid):
-            if pid != proc.pid:
+            if pid != proc.pid or plan.direct:
                 try:
                     os.kill(pid, signum)
                 except ProcessLookupError:

@@ -141,8 +141,10 @@ def _run_documented(command: str) -> None:
         return
     assert res.exit_code == 0, (command, res.stderr, res.exception)
     if args[0] in ("sft", "dpo"):
-        assert res.stdout.strip().startswith(("accelerate", "/")), res.stdout
-        assert " launch " in res.stdout
+        command = res.stdout.strip().splitlines()[-1]
+        assert command.startswith(("accelerate", "/")), res.stdout
+        # several processes go through `accelerate launch`, one process starts the training module directly
+        assert " launch " in command or f" -m alignkit.train.{args[0]} --run " in command, command
 
 
 RECIPE_COMMANDS = [(f.label, c) for f in ALL_FILES for c in f.commands]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.conftest import (ALIGNKIT, REF_ARGS, base_env, cli, group_members, kill_all,
+from tests.robustness.conftest import (ALIGNKIT, QUICK, REF_ARGS, base_env, cli, group_members, kill_all,
                                        processes_mentioning, wait_for)
 
 MARKER = "alignkit-complete.json"
@@ -157,6 +157,30 @@ def test_interrupted_killed_and_cut_mid_checkpoint_the_run_resumes_to_the_same_w
     assert a.keys() == b.keys()
     diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert diff <= 1e-6, diff
+
+
+@pytest.mark.e2e
+def test_ctrl_c_after_the_run_completed_is_success(tmp_path, tiny_env):
+    """Ctrl-C between the run being saved and marked completed and its processes exiting (the interpreter's
+    shutdown takes a second or two): the model is whole, so the command says done and exits 0, not 130."""
+    out = tmp_path / "run"
+    log = tmp_path / "late"
+    p = start(["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=2", "--save_strategy=no", *QUICK,
+               f"--output_dir={out}"], {**tiny_env, "ALIGNKIT_TEST_SLOW_EXIT": "60"}, log)
+    try:
+        pgid = training_group(out, p)
+        wait_for(lambda: (out / "alignkit" / "status.json").is_file()
+                 and json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed",
+                 300, "the run to be marked completed")
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 0, stderr_of(log)[-4000:]
+        err = stderr_of(log)
+        assert "done:" in err and "interrupted" not in err and "Traceback" not in err, err[-4000:]
+        assert not group_members(pgid) and not (out / "alignkit" / "lock").exists()
+        assert (out / "model.safetensors").is_file()
+    finally:
+        for pid in processes_mentioning(str(out)):
+            kill_all([pid], signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- the lock, without training

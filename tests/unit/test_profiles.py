@@ -183,8 +183,8 @@ def test_default_profile_is_full():
 def test_main_process_port_reaches_accelerate_and_the_command():
     p = plan("cpu", overrides=["--launch.main_process_port=29555"])
     assert p.accelerate_config["main_process_port"] == 29555
-    i = p.command.index("--main_process_port")
-    assert p.command[i + 1] == "29555"
+    i = p.accelerate_command.index("--main_process_port")
+    assert p.accelerate_command[i + 1] == "29555"
 
 
 @pytest.mark.parametrize("profile, gpus", [("full", 8), ("lora", 2), ("qlora", 1), ("lora-zero3", 2), ("cpu", 1),
