@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,15 @@ def attn_implementation(requested: str | None) -> str:
     return "sdpa"
 
 
+def liger_on_cuda() -> bool:
+    """Liger kernels can run here: the package is installed and a CUDA GPU is visible."""
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
 def model_kwargs(run: Run) -> dict[str, Any]:
     """Keyword arguments of `from_pretrained`: dtype, attention, quantization, device placement."""
     import torch
@@ -162,6 +172,12 @@ def trainer_args(run: Run, cls):
     if data.preprocessing_num_workers:
         kwargs["dataset_num_proc"] = data.preprocessing_num_workers
     kwargs.setdefault("run_name", run.output_dir.name)
+    if "use_liger_kernel" not in kwargs and liger_on_cuda():
+        # Liger's Triton layer kernels (RMSNorm, SwiGLU, RoPE) when installed on CUDA; TRL 1.16 keeps its own
+        # fused LM head for the loss. Deprecated in TRL (use_kernels from the Hub replaces it) but still the
+        # offline way to these kernels: on unless the config sets use_liger_kernel itself.
+        kwargs["use_liger_kernel"] = True
+        warnings.filterwarnings("ignore", message=r"`use_liger_kernel=True` is deprecated", category=FutureWarning)
     # alignkit pushes once, from the main process, after the final save (see push_to_hub below);
     # the Trainer's own pushes on every save hang multi-GPU runs (handbook #198)
     kwargs.pop("push_to_hub", None)
@@ -278,9 +294,12 @@ def callbacks(stopper: Stopper) -> list:
 #   ALIGNKIT_TEST_SLOW_SAVE=SECONDS sleeps after the Trainer wrote a checkpoint and before it is marked
 #     complete, so that a test can SIGKILL a run while a checkpoint is being written;
 #   ALIGNKIT_TEST_SLOW_STEP=SECONDS sleeps at the start of every optimizer step, so that a signal lands
-#     during a step (a tiny model's steps take milliseconds).
+#     during a step (a tiny model's steps take milliseconds);
+#   ALIGNKIT_TEST_SLOW_EXIT=SECONDS sleeps after the run is saved and marked completed, so that a signal
+#     lands between the end of the run and the end of its processes.
 TEST_SLOW_SAVE = "ALIGNKIT_TEST_SLOW_SAVE"
 TEST_SLOW_STEP = "ALIGNKIT_TEST_SLOW_STEP"
+TEST_SLOW_EXIT = "ALIGNKIT_TEST_SLOW_EXIT"
 
 
 def _test_sleep(variable: str) -> None:
@@ -356,8 +375,21 @@ def describe_model(model) -> dict[str, Any]:
             "zero3_partitioned": any(hasattr(p, "ds_id") for p in model.parameters())}
 
 
+def speed_settings(trainer) -> dict[str, Any]:
+    """The speed-related choices in effect, as the trainer has them (what the dry run said would be decided
+    on the training machine: attention kernel, Liger, padding-free, batching, checkpointing)."""
+    args = trainer.args
+    model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    return {"attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),
+            "use_liger_kernel": bool(args.use_liger_kernel),
+            "padding_free": bool(getattr(trainer, "padding_free", False)),
+            "packing": bool(getattr(args, "packing", False)),
+            "train_sampling_strategy": str(getattr(args, "train_sampling_strategy", "random")),
+            "gradient_checkpointing": bool(args.gradient_checkpointing)}
+
+
 def write_model_summary(run: Run, trainer) -> dict[str, Any]:
-    info = describe_model(trainer.model)
+    info = {**describe_model(trainer.model), "speed": speed_settings(trainer)}
     write_json_atomic(run.run_dir / "model.json", info)
     return info
 
@@ -526,4 +558,5 @@ def save(run: Run, trainer, tokenizer, state, base_model: str) -> None:
         if run.config.train.push_to_hub:
             push_to_hub(run)
         write_status(run, "completed", global_step=trainer.state.global_step)
+        _test_sleep(TEST_SLOW_EXIT)
     state.wait_for_everyone()

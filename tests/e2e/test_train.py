@@ -87,6 +87,10 @@ def test_sft_full_then_dpo_from_it(tmp_path, tiny_env):
     assert "Trained with alignkit" in card and "recipe `tiny`" in card and "profile `cpu`" in card
     assert list((sft_dir / "runs").rglob("events.out.tfevents.*")), "report_to tensorboard is the default"
     assert status(sft_dir)["state"] == "completed" and status(sft_dir)["global_step"] == 6
+    # the speed choices in effect, as the trainer had them (no flash-attn or Liger on this CPU machine)
+    speed = json.loads((sft_dir / "alignkit" / "model.json").read_text())["speed"]
+    assert speed == {"attn_implementation": "sdpa", "use_liger_kernel": False, "padding_free": False,
+                     "packing": False, "train_sampling_strategy": "group_by_length", "gradient_checkpointing": False}
     assert len(losses(sft_dir)) == 6 and losses(sft_dir)[-1] < losses(sft_dir)[0]
 
     # DPO from the full SFT model (TRL keeps a frozen copy as the reference), with another TRL loss

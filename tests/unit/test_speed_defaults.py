@@ -1,0 +1,86 @@
+"""Speed defaults: what is on by default, what the training machine decides, and what the dry run says.
+
+The measured gains behind them are in bench/RESULTS.md (bench_tokens.py: group_by_length 1.59x useful tokens/s
+at loss parity); these tests pin the decisions, not the speed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from alignkit.config.resolve import resolve_config
+from alignkit.launch.build import plan_run
+
+
+def _notes(task="sft", overrides=(), profile="cpu"):
+    return " | ".join(plan_run(task, recipe="tiny", profile=profile, overrides=list(overrides)).notes)
+
+
+def test_sft_groups_batches_by_length_by_default_and_the_user_can_turn_it_off():
+    assert resolve_config("sft", recipe="tiny", profile="cpu").config.train.train_sampling_strategy == \
+        "group_by_length"
+    assert "group_by_length" in _notes()
+    off = resolve_config("sft", recipe="tiny", profile="cpu", overrides=["--train_sampling_strategy=random"])
+    assert off.config.train.train_sampling_strategy == "random"
+    assert "group_by_length" not in _notes(overrides=["--train_sampling_strategy=random"])
+
+
+def test_dpo_keeps_trls_sampler():
+    # TRL 1.16's DPO cannot infer lengths (it would need a length column and remove_unused_columns=false,
+    # measured 1.09x): alignkit leaves DPO's batching as TRL has it
+    train = resolve_config("dpo", recipe="tiny", profile="cpu").config.train
+    assert "train_sampling_strategy" not in train.model_fields_set
+    assert "group_by_length" not in _notes("dpo")
+
+
+@pytest.mark.parametrize("setting, expect", [(None, "when liger-kernel is installed on CUDA"),
+                                             ("true", "Liger kernels on"), ("false", None)])
+def test_dry_run_says_how_liger_is_decided(setting, expect):
+    notes = _notes(overrides=[f"--use_liger_kernel={setting}"] if setting else [])
+    if expect:
+        assert expect in notes
+    else:
+        assert "Liger" not in notes
+
+
+def test_packing_note_says_what_is_on():
+    assert "packing off" in _notes()
+    assert "packing on (bfd)" in _notes(overrides=["--packing=true"])
+
+
+def _args(tmp_path, overrides=(), task="sft"):
+    """The TRL config the training process builds from the run file."""
+    from trl import DPOConfig, SFTConfig
+
+    from alignkit.config.yamlio import dump_yaml
+    from alignkit.train import common
+
+    plan = plan_run(task, recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path}/o", *overrides])
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(dump_yaml({"task": task, "config": plan.config}))
+    run = common.load_run(common.parse_args(["--run", str(run_file)]), task)
+    return common.trainer_args(run, SFTConfig if task == "sft" else DPOConfig)
+
+
+def test_liger_turns_on_only_on_cuda_with_the_package_and_never_over_the_config(tmp_path, monkeypatch):
+    from alignkit.train import common
+
+    monkeypatch.setattr(common, "liger_on_cuda", lambda: False)
+    args = _args(tmp_path)
+    assert args.use_liger_kernel is False
+    assert args.train_sampling_strategy == "group_by_length"
+
+    monkeypatch.setattr(common, "liger_on_cuda", lambda: True)
+    assert _args(tmp_path).use_liger_kernel is True
+    assert _args(tmp_path, task="dpo").use_liger_kernel is True
+    assert _args(tmp_path, ["--use_liger_kernel=false"]).use_liger_kernel is False
+
+
+def test_liger_check_is_false_on_this_cpu_machine():
+    from alignkit.train.common import liger_on_cuda
+
+    import torch
+
+    if torch.cuda.is_available():  # pragma: no cover - the CI machine has no GPU
+        pytest.fail("this test documents the CPU machine; on a GPU box liger_on_cuda depends on the package")
+    assert liger_on_cuda() is False
