@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Overhead: `alignkit sft` (parent -> accelerate launch -> child) against a plain TRL script, same training.
+"""Overhead: `alignkit sft` (parent -> training process) against a plain TRL script, same training.
+
+One process starts the training module directly (launch.launcher=auto); the same run forced through
+`accelerate launch` (parent -> accelerate launch -> child, --launch.launcher=accelerate) is measured alongside
+and reported as a third column, so what the launcher costs stays visible.
 
     python bench/bench_overhead.py [--repeats 3] [--target-seconds 50] [--max-steps N] [--json PATH]
 
@@ -39,6 +43,7 @@ STEPTIMER = REPO / "bench" / "_steptimer"
 SETTINGS = {"learning_rate": 1e-3, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
             "logging_steps": 10, "seed": 7, "bf16": False, "gradient_checkpointing": False, "optim": "adamw_torch",
             "dataloader_pin_memory": False, "report_to": "none", "save_strategy": "no", "max_length": 64,
+            "train_sampling_strategy": "group_by_length",  # alignkit's SFT default, given to both
             "lr_scheduler_type": "linear", "warmup_steps": 0}
 
 
@@ -75,11 +80,11 @@ def _step_times(steps_dir: Path) -> list[float]:
     return json.loads(files[0].read_text())
 
 
-def run_alignkit(out: Path, settings: dict, env: dict[str, str]) -> tuple[float, dict]:
+def run_alignkit(out: Path, settings: dict, env: dict[str, str], launcher: str = "auto") -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
     steps = out.parent / f"{out.name}.steps"
     wall, proc = run([PY, "-m", "alignkit", "sft", "--recipe", "tiny", "--profile", "cpu", f"--output_dir={out}",
-                      *alignkit_overrides(settings)], _timed_env(env, steps))
+                      *alignkit_overrides(settings), f"--launch.launcher={launcher}"], _timed_env(env, steps))
     return wall, {**trainer_summary(out), "cpu_s": proc.cpu_seconds, "step_s": _step_times(steps)}
 
 
@@ -122,12 +127,15 @@ def main() -> int:
     settings = {**SETTINGS, "max_steps": steps}
 
     rows = []
+    who_all = ("alignkit", "plain", "alignkit_accelerate")
     for i in range(args.repeats):
-        order = ("alignkit", "plain") if i % 2 == 0 else ("plain", "alignkit")
+        order = who_all[i % 3:] + who_all[:i % 3]  # each goes first once in three repeats
         for who in order:
             out = work / f"{who}-{i}"
             if who == "alignkit":
                 wall, s = run_alignkit(out, settings, env)
+            elif who == "alignkit_accelerate":
+                wall, s = run_alignkit(out, settings, env, launcher="accelerate")
             else:
                 wall, s = run_plain(out, settings, assets.model_dir, train, env)
             rows.append({"who": who, "repeat": i, "wall_s": round(wall, 3), "cpu_s": round(s["cpu_s"], 3),
@@ -138,7 +146,8 @@ def main() -> int:
 
     ak = [r for r in rows if r["who"] == "alignkit"]
     pl = [r for r in rows if r["who"] == "plain"]
-    loss_diff = max(abs(a - b) for x, y in zip(ak, pl) for a, b in zip(x["losses"], y["losses"]))
+    via = [r for r in rows if r["who"] == "alignkit_accelerate"]
+    loss_diff = max(abs(a - b) for x, y in zip(ak + via, pl + pl) for a, b in zip(x["losses"], y["losses"]))
     train_ratio = median([r["train_runtime_s"] for r in ak]) / median([r["train_runtime_s"] for r in pl])
     whole_ratio = median([r["wall_s"] for r in ak]) / median([r["wall_s"] for r in pl])
     pair_train = median([a["train_runtime_s"] / p["train_runtime_s"] for a, p in zip(ak, pl)])
@@ -162,6 +171,14 @@ def main() -> int:
         "step_time_ratio": round(step_ratio, 4),
         "whole_process_ratio": round(whole_ratio, 4),
         "extra_wall_s": round(median([r["wall_s"] for r in ak]) - median([r["wall_s"] for r in pl]), 3),
+        # the same run forced through `accelerate launch` (--launch.launcher=accelerate): what the direct
+        # start of one process saves
+        "via_accelerate_launch": {
+            "median_wall_s": median([r["wall_s"] for r in via]),
+            "whole_process_ratio": round(median([r["wall_s"] for r in via]) / median([r["wall_s"] for r in pl]), 4),
+            "train_loop_ratio": round(median([r["train_runtime_s"] for r in via])
+                                      / median([r["train_runtime_s"] for r in pl]), 4),
+            "extra_wall_s": round(median([r["wall_s"] for r in via]) - median([r["wall_s"] for r in pl]), 3)},
         "median_pairwise_train_loop_ratio": round(pair_train, 4),
         "median_pairwise_whole_process_ratio": round(pair_whole, 4),
         "targets": {"train_loop_ratio": TRAIN_LOOP_TARGET, "whole_process_ratio": WHOLE_TARGET},
@@ -183,6 +200,9 @@ def main() -> int:
         print(f"{label:22s} {vals[0]:10.2f} {vals[1]:10.2f} {ratio:7.3f} {target:7.2f}  {flag}")
     print(f"whole process CPU time (all processes, user+sys): alignkit {result['median_cpu_s']['alignkit']:.1f} s, "
           f"plain {result['median_cpu_s']['plain_trl']:.1f} s, ratio {result['whole_process_cpu_ratio']:.3f}")
+    v = result["via_accelerate_launch"]
+    print(f"through `accelerate launch` (--launch.launcher=accelerate): whole process {v['median_wall_s']:.2f} s, "
+          f"ratio {v['whole_process_ratio']:.3f} (+{v['extra_wall_s']:.2f} s over plain TRL)")
     print(f"same training: largest per-step loss difference {loss_diff:.2e}")
     return 0
 

@@ -11,6 +11,8 @@ Model: a small Llama (random init, same weights for every setting), fp32 on CPU,
 Each setting trains one epoch of the same rows (--steps x --batch rows) through TRL's SFTTrainer:
 
 * handbook         padding to the longest row of each batch, random order (TRL's defaults, the handbook's)
+* alignkit_default the batching settings of alignkit's SFT defaults (alignkit/config/defaults/sft.yaml), read
+                   from that file: the row the >= 1.5x target is for
 * group_by_length  padding, batches drawn from length-sorted mega-batches (train_sampling_strategy)
 * padding_free     rows concatenated without padding (max_length=None: rows pre-truncated to max_length)
 * packing_bfd      best-fit-decreasing packing into max_length rows (padding-free; more rows per step)
@@ -44,12 +46,27 @@ DPO_SETTINGS: dict[str, dict] = {
     # TRL 1.16 drops the `length` column unless remove_unused_columns=False; the column is added by the caller
     "group_by_length": {"train_sampling_strategy": "group_by_length", "remove_unused_columns": False},
 }
-SETTINGS: dict[str, dict] = {
-    "handbook": {},
-    "group_by_length": {"train_sampling_strategy": "group_by_length"},
-    "padding_free": {"padding_free": True, "max_length": None},
-    "packing_bfd": {"packing": True, "packing_strategy": "bfd"},
-}
+# the keys of alignkit's SFT defaults that change how batches are formed
+BATCHING_KEYS = ("train_sampling_strategy", "padding_free", "packing", "packing_strategy", "max_length",
+                 "pad_to_multiple_of", "group_by_length")
+
+
+def alignkit_default() -> dict:
+    """The batching settings alignkit's SFT defaults layer sets, read from the shipped file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from alignkit.config.yamlio import read_yaml
+
+    train = read_yaml(Path(__file__).resolve().parents[1] / "alignkit" / "config" / "defaults" / "sft.yaml")["train"]
+    return {k: v for k, v in train.items() if k in BATCHING_KEYS}
+
+
+DEFAULT = alignkit_default()
+# the alternatives, minus the one alignkit's default already is (measured once, under its name)
+SETTINGS: dict[str, dict] = {"handbook": {}, "alignkit_default": DEFAULT, **{
+    name: setting for name, setting in (("group_by_length", {"train_sampling_strategy": "group_by_length"}),
+                                        ("padding_free", {"padding_free": True, "max_length": None}),
+                                        ("packing_bfd", {"packing": True, "packing_strategy": "bfd"}))
+    if setting != DEFAULT}}
 
 
 # --------------------------------------------------------------------------- data and model (parent)
