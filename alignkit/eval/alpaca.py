@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit.errors import DataError, Problem, UsageError
+from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
 
@@ -352,6 +352,46 @@ def annotate(
     return [records[p["index"]] for p in pairs if p["index"] in records]
 
 
+#: what each parser needs from the judge, for the error when it never got it
+PARSER_NEEDS = {
+    "weighted": "the log-probabilities of the tokens 'm' and 'M' among the top 5 (logprobs, top_logprobs)",
+    "clf": "the log-probabilities of the tokens 'm' and 'M' among the top 5 (logprobs, top_logprobs)",
+    "ranking": "a ranking such as [{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]",
+    "token": "the single token 'm' or 'M' as its answer",
+}
+
+
+def _in_range(pref: Any) -> bool:
+    p = _preferences([pref])[0]
+    return not math.isnan(p) and 1 <= p <= 2
+
+
+def no_preference_failure(judged: list[dict], judge: ChatClient, parser: str, path: Path) -> RuntimeFailure:
+    """The error for a run in which not one judgment gave a preference the ``parser`` can read."""
+    sample = " ".join(str(judged[0].get("raw_completion") or "").split())[:120] if judged else ""
+    seen = f" (the first answer: {sample!r})" if sample else ""
+    if parser in ("weighted", "clf"):
+        with_lp = sum(1 for a in judged if a.get("raw_logprobs"))
+        seen = (f" ({with_lp} came with log-probabilities, none with 'm' or 'M' in the top 5)" if with_lp
+                else " (no answer came with log-probabilities)")
+        fix = ("use a judge model that follows the AlpacaEval annotator prompt (answers 'm' or 'M') on an endpoint "
+               "that returns log-probabilities (logprobs, top_logprobs); for an endpoint without them, "
+               "--judge-parser token")
+    else:
+        fix = f"use a judge model that follows the AlpacaEval annotator prompt and answers with {PARSER_NEEDS[parser]}"
+    return RuntimeFailure(
+        Problem(
+            where=f"judge {judge.model!r} at {judge.endpoint}",
+            message=f"none of the {len(judged)} judgments gives a preference the {parser!r} parser can read "
+            f"(it needs {PARSER_NEEDS[parser]}), so there is no win rate; the raw judgments are in {path}"
+            + seen,
+            fix=fix + "; judgments are reused when the same --judge-model and --judge-parser are run again, "
+            f"so delete {path} to judge again with them",
+        ),
+        title="AlpacaEval could not be scored",
+    )
+
+
 def run_alpaca_eval(
     *,
     model: str,
@@ -441,6 +481,9 @@ def run_alpaca_eval(
     if progress:
         progress.update(task, completed=len(pairs))
     metrics = score_preferences([a.get("preference") for a in annotations])
+    judged = [a for a in annotations if a.get("raw_completion") is not None]  # not the identical-output draws
+    if judged and not any(_in_range(a.get("preference")) for a in judged):
+        raise no_preference_failure(judged, judge, parser, output / "annotations.jsonl")
     lc, why = length_controlled_win_rate(annotations, n_instructions=n_all if limit is None else len(references))
     lengths = [len(a["output_2"]) for a in annotations]
     result.update(metrics)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from alignkit.errors import DataError, Problem, UsageError
+from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
 from alignkit.eval.judge import ChatClient, JsonlLog, chunks, finite_or_none, write_json_atomic
 
@@ -389,6 +389,23 @@ def judge_answers(
     return [rec for k, rec in log.records.items() if k in wanted]
 
 
+def no_rating_failure(records: list[dict], judge: ChatClient, path: Path) -> RuntimeFailure:
+    """The error for a run in which not one judgment had a rating FastChat's parser can read."""
+    sample = " ".join(str(records[0].get("judgment") or "").split())[:120] if records else ""
+    return RuntimeFailure(
+        Problem(
+            where=f"judge {judge.model!r} at {judge.endpoint}",
+            message=f"none of the {len(records)} judgments has a parsable rating (FastChat reads the first "
+            f"'[[N]]', else '[N]'), so there is no score; the raw judgments are in {path}"
+            + (f" (the first begins: {sample!r})" if sample else ""),
+            fix="use a judge model that follows the MT-Bench judge prompts and ends its judgment with "
+            "'Rating: [[N]]' (FastChat used gpt-4); judgments are reused when the same --judge-model is run "
+            f"again, so delete {path} to judge again with the same model",
+        ),
+        title="MT-Bench could not be scored",
+    )
+
+
 def default_output(model: str, model_id: str, bench: str) -> Path:
     p = Path(model)
     if p.is_dir():
@@ -487,6 +504,8 @@ def run_mt_bench(
         matches, judge, judgments_log, model_id=model_id, on_progress=(lambda: progress.advance(task)) if progress else None
     )
     scores = score_judgments(records, questions)
+    if scores["counts"]["judgments"] and not scores["counts"]["scored"]:
+        raise no_rating_failure(records, judge, output / "judgments.jsonl")
     result.update(scores)
     result.update(
         {
