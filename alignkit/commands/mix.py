@@ -178,6 +178,10 @@ def resolve_inputs(
         )
     if skip_invalid:
         inputs.data = inputs.data.model_copy(update={"skip_invalid": True})
+    # a typo in the template name must not wait for the data and the tokenizer to load
+    from alignkit.data.chat import check_template_value
+
+    check_template_value(inputs.data.chat_template)
     return inputs
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alignkit.errors import DataError, UsageError
+from alignkit.errors import ConfigError, DataError, UsageError
 
 APP_MODULE = "alignkit.cli"  # the sub-app alone: "alignkit.commands.mix"
 PREFIX: list[str] = ["mix"]  # the sub-app alone: []
@@ -154,6 +154,30 @@ def test_invalid_rows_fail_with_source_and_row_or_are_skipped(project):
     out = as_json("preview", "--task", "sft", "--data", str(project / "bad.yaml"), "--skip-invalid")
     assert out["splits"]["train"]["rows"] == 1
     assert out["splits"]["train"]["sources"][0]["invalid"] == 1
+
+
+def test_a_template_typo_fails_first_with_did_you_mean(project, tiny_env):
+    """The name is checked before the data or the tokenizer is loaded: a tokenizer path that does not
+    exist would otherwise be the error (and only after the slow load)."""
+    missing = str(project / "no-such-model")
+    r = invoke("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", missing,
+               "--data.chat_template=zephir")
+    assert isinstance(r.exception, ConfigError) and r.exception.exit_code == 2, (r.output, r.exception)
+    msg = str(r.exception)
+    assert "data.chat_template" in msg and "'zephir'" in msg and "did you mean 'zephyr'?" in msg
+    assert "no-such-model" not in msg
+    # a template file that does not exist says so
+    r = invoke("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", missing,
+               f"--data.chat_template={project / 'tpl' / 'mine.jinja'}")
+    assert isinstance(r.exception, ConfigError) and "no such template file" in str(r.exception)
+    # the real entry point, with a recipe whose model path does not exist: exit 2, about the template
+    p = subprocess.run(
+        [sys.executable, "-m", "alignkit", "mix", "preview", "--recipe", "tiny", "--task", "dpo",
+         f"--model.model_name_or_path={missing}", "--data.chat_template=ChatML"],
+        capture_output=True, text=True, env=dict(tiny_env, COLUMNS="1000"), cwd=str(REPO),
+    )  # fmt: skip
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "did you mean 'chatml'?" in p.stderr and "no-such-model" not in p.stderr and "Traceback" not in p.stderr
 
 
 def test_no_inputs_is_a_usage_error():
