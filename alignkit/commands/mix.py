@@ -12,7 +12,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -31,17 +31,16 @@ EPILOG = (
     "--data FILE.yaml gives the data section (a 'data:' mapping) and --tokenizer DIR the tokenizer."
 )
 
-_RECIPE = typer.Option(None, "--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")
-_TASK = typer.Option(..., "--task", "-t", help="sft or dpo.")
-_PROFILE = typer.Option(None, "--profile", "-p", help="Launch profile (default: full).")
-_CONFIG = typer.Option(None, "--config", "-c", help="Your YAML, layered over the recipe (repeatable).")
-_DATA = typer.Option(None, "--data", help="A YAML file with only a 'data:' section (instead of a recipe).")
-_TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer (local dir or Hub id); default: the model's.")
-_MAXLEN = typer.Option(None, "--max-length", help="Token limit for the truncation report (default: train.max_length).")
+# options shared by the commands (typer's Annotated style: the default stays with each parameter)
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Launch profile (default: full).")]
+ConfigOpt = Annotated[Optional[List[Path]], typer.Option("--config", "-c", help="Your YAML, layered over the recipe (repeatable).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="A YAML file with only a 'data:' section (instead of a recipe).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer (local dir or Hub id); default: the model's.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows (counted per source) instead of failing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 TRUNCATION_MODES = ("keep_start", "keep_end")
-_TRUNC = typer.Option(None, "--truncation-mode", help="DPO: keep_start (TRL's default) or keep_end, for the truncation report (default: train.truncation_mode).")
-_SKIP = typer.Option(False, "--skip-invalid", help="Drop invalid rows (counted per source) instead of failing.")
-_JSON = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 
 
 @dataclass
@@ -394,28 +393,51 @@ def _samples(samples: list[dict], console) -> None:
 # commands
 
 
+def _inputs(ctx: typer.Context, task: str, recipe: str | None, profile: str | None, config: list[Path] | None,
+            data: Path | None, tokenizer: str | None, skip_invalid: bool, *, max_length: int | None = None,
+            truncation_mode: str | None = None) -> MixInputs:
+    """``resolve_inputs`` from the options every command takes, with the ``--key=value`` overrides."""
+    return resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
+                          max_length=max_length, extra=list(ctx.args), skip_invalid=skip_invalid,
+                          truncation_mode=truncation_mode)  # fmt: skip
+
+
+def _check_ngram(ngram: int) -> None:
+    if ngram < 1:
+        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
+
+
+def _build(inp: MixInputs, output: Path, *, render: bool, eval_files: list[Path] | None, ngram: int, overwrite: bool, console):
+    """``build_mixture`` of the resolved inputs (``mix build`` and ``mix decontaminate --drop``)."""
+    from alignkit.data.build import build_mixture
+
+    return build_mixture(
+        inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
+        render=render, eval_files=[str(p) for p in eval_files or []], ngram=ngram, overwrite=overwrite, console=console,
+    )
+
+
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def preview(
     ctx: typer.Context,
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    max_length: Optional[int] = _MAXLEN,
-    truncation_mode: Optional[str] = _TRUNC,
-    samples: int = typer.Option(2, "--samples", "-n", help="Rendered sample rows to show."),
-    stats_rows: int = typer.Option(20000, "--stats-rows", help="Measure token lengths on a seeded sample of this many rows per split (0 = all)."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Token limit for the truncation report (default: train.max_length).")] = None,
+    truncation_mode: Annotated[Optional[str], typer.Option("--truncation-mode", help="DPO: keep_start (TRL's default) or keep_end, for the truncation report (default: train.truncation_mode).")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Rendered sample rows to show.")] = 2,
+    stats_rows: Annotated[int, typer.Option("--stats-rows", help="Measure token lengths on a seeded sample of this many rows per split (0 = all).")] = 20000,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rows per source and split, token lengths and truncation, rendered samples."""
     from alignkit.data.mixer import mix, progress_for, source_label
 
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=max_length, extra=list(ctx.args), skip_invalid=skip_invalid,
-                         truncation_mode=truncation_mode)
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid, max_length=max_length,
+                  truncation_mode=truncation_mode)
     err = _stderr()
     res = mix(inp.data, inp.task, console=err)
     out: dict[str, Any] = res.plan.as_json()
@@ -483,35 +505,27 @@ def preview(
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def build(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to write (parquet + manifest.json)."),
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    render: bool = typer.Option(True, "--render/--no-render", help="Store the chat-template rendering of every row (needs a tokenizer)."),
-    decontaminate: Optional[List[Path]] = typer.Option(None, "--decontaminate", help="Drop rows sharing n-grams with the prompts of this JSONL (repeatable)."),
-    ngram: int = typer.Option(13, "--ngram", help="n-gram length (words) for --decontaminate."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output that is not a build of the same inputs."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write (parquet + manifest.json).")],
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    render: Annotated[bool, typer.Option("--render/--no-render", help="Store the chat-template rendering of every row (needs a tokenizer).")] = True,
+    decontaminate: Annotated[Optional[List[Path]], typer.Option("--decontaminate", help="Drop rows sharing n-grams with the prompts of this JSONL (repeatable).")] = None,
+    ngram: Annotated[int, typer.Option("--ngram", help="n-gram length (words) for --decontaminate.")] = 13,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output that is not a build of the same inputs.")] = False,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Materialize the mixture with a manifest; the same inputs give a byte-identical directory."""
     import time
 
-    from alignkit.data.build import build_mixture
-
     t0 = time.perf_counter()
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=None, extra=list(ctx.args), skip_invalid=skip_invalid)
-    if ngram < 1:
-        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
-    res = build_mixture(
-        inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
-        render=render, eval_files=[str(p) for p in decontaminate or []], ngram=ngram, overwrite=overwrite,
-        console=_stderr(),
-    )
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid)
+    _check_ngram(ngram)
+    res = _build(inp, output, render=render, eval_files=decontaminate, ngram=ngram, overwrite=overwrite, console=_stderr())
     elapsed = time.perf_counter() - t0
     if as_json:
         d = res.as_json()
@@ -553,37 +567,30 @@ def _build_summary(res, elapsed: float, con) -> None:
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def decontaminate(
     ctx: typer.Context,
-    eval_file: List[Path] = typer.Option(..., "--eval", "-e", help="JSONL of evaluation prompts (MT-Bench question.jsonl, AlpacaEval, or a 'prompt'/'text' field); repeatable."),
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    ngram: int = typer.Option(13, "--ngram", help="n-gram length in words."),
-    drop: bool = typer.Option(False, "--drop", help="Write a build without the flagged rows (needs --output)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Build directory for --drop."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="With --drop: replace a different build in --output."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    eval_file: Annotated[List[Path], typer.Option("--eval", "-e", help="JSONL of evaluation prompts (MT-Bench question.jsonl, AlpacaEval, or a 'prompt'/'text' field); repeatable.")],
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    ngram: Annotated[int, typer.Option("--ngram", help="n-gram length in words.")] = 13,
+    drop: Annotated[bool, typer.Option("--drop", help="Write a build without the flagged rows (needs --output).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Build directory for --drop.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --drop: replace a different build in --output.")] = False,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Find training rows that share long n-grams with evaluation prompts; report per source."""
-    if ngram < 1:
-        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
+    _check_ngram(ngram)
     if drop and output is None:
         raise UsageError(Problem(where="--drop", message="needs --output DIR to write the decontaminated build", fix="add --output DIR"))
     if output is not None and not drop:
         raise UsageError(Problem(where="--output", message="is only used with --drop", fix="add --drop, or leave out --output"))
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=None, extra=list(ctx.args), skip_invalid=skip_invalid)
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid)
     err = _stderr()
     if drop:
-        from alignkit.data.build import build_mixture
-
-        res = build_mixture(
-            inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
-            render=bool(inp.tokenizer), eval_files=[str(p) for p in eval_file], ngram=ngram, overwrite=overwrite, console=err,
-        )
+        res = _build(inp, output, render=bool(inp.tokenizer), eval_files=eval_file, ngram=ngram, overwrite=overwrite, console=err)
         report = dict(res.manifest["decontamination"] or {})
         report["output"] = str(res.output)
         report["cached"] = res.cached
