@@ -65,6 +65,16 @@ def _sampling(n: int, temperature: float, top_p: float, max_new_tokens: int):
     return Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, n=n)
 
 
+def _generation_options(batch_size: int, dtype: str, attn_implementation: Optional[str], trust_remote_code: bool,
+                        seed: int, concurrency: int, timeout: float, max_retries: int):
+    """(LocalOptions, EndpointOptions) from the options `generate` and `distill` share."""
+    from alignkit.aif.generate import EndpointOptions, LocalOptions
+
+    local = LocalOptions(batch_size=batch_size, dtype=dtype, attn_implementation=attn_implementation,
+                         trust_remote_code=trust_remote_code, seed=seed)  # fmt: skip
+    return local, EndpointOptions(concurrency=concurrency, timeout=timeout, max_retries=max_retries)
+
+
 def _print_generation(summary: dict, work: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -127,18 +137,11 @@ def generate(
     check_unique(specs)
     plist, info = load_prompts(prompts, split=prompts_split, column=prompt_column, limit=limit)
     work = WorkDir(output)
+    local, endpoint = _generation_options(batch_size, dtype, attn_implementation, trust_remote_code, seed,
+                                          concurrency, timeout, max_retries)  # fmt: skip
     with _reporter() as rep:
         rep.note(f"{len(plist)} prompts × {len(specs)} model(s) → {work.path}")
-        summary = gen.generate_completions(
-            plist,
-            info,
-            specs,
-            work,
-            local=gen.LocalOptions(batch_size=batch_size, dtype=dtype, attn_implementation=attn_implementation,
-                                   trust_remote_code=trust_remote_code, seed=seed),  # fmt: skip
-            endpoint=gen.EndpointOptions(concurrency=concurrency, timeout=timeout, max_retries=max_retries),
-            reporter=rep,
-        )
+        summary = gen.generate_completions(plist, info, specs, work, local=local, endpoint=endpoint, reporter=rep)
     _print_generation(summary, work.path)
 
 
@@ -267,7 +270,6 @@ def distill(
     from rich.markup import escape
 
     from alignkit.aif import distill as ad
-    from alignkit.aif import generate as gen
     from alignkit.aif.manifest import WorkDir, parse_test_size
     from alignkit.aif.models import parse_model_arg
     from alignkit.aif.prompts import load_prompts
@@ -277,13 +279,12 @@ def distill(
                            backend=backend, chat_template=chat_template, option="--teacher")  # fmt: skip
     plist, info = load_prompts(prompts, split=prompts_split, column=prompt_column, limit=limit)
     work = WorkDir(work_dir if work_dir is not None else Path(str(output).rstrip("/") + ".work"))
+    local, endpoint = _generation_options(batch_size, dtype, attn_implementation, trust_remote_code, seed,
+                                          concurrency, timeout, max_retries)  # fmt: skip
     with _reporter() as rep:
         manifest, summary = ad.distill(
             plist, info, spec, work, output, test_size=size, seed=seed, drop_truncated=drop_truncated,
-            local=gen.LocalOptions(batch_size=batch_size, dtype=dtype, attn_implementation=attn_implementation,
-                                   trust_remote_code=trust_remote_code, seed=seed),
-            endpoint=gen.EndpointOptions(concurrency=concurrency, timeout=timeout, max_retries=max_retries),
-            reporter=rep, overwrite=overwrite,
+            local=local, endpoint=endpoint, reporter=rep, overwrite=overwrite,
         )  # fmt: skip
     _print_generation(summary, work.path)
     c = manifest["counts"]

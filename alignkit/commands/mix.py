@@ -12,7 +12,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -31,15 +31,16 @@ EPILOG = (
     "--data FILE.yaml gives the data section (a 'data:' mapping) and --tokenizer DIR the tokenizer."
 )
 
-_RECIPE = typer.Option(None, "--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")
-_TASK = typer.Option(..., "--task", "-t", help="sft or dpo.")
-_PROFILE = typer.Option(None, "--profile", "-p", help="Launch profile (default: full).")
-_CONFIG = typer.Option(None, "--config", "-c", help="Your YAML, layered over the recipe (repeatable).")
-_DATA = typer.Option(None, "--data", help="A YAML file with only a 'data:' section (instead of a recipe).")
-_TOKENIZER = typer.Option(None, "--tokenizer", help="Tokenizer (local dir or Hub id); default: the model's.")
-_MAXLEN = typer.Option(None, "--max-length", help="Token limit for the truncation report (default: train.max_length).")
-_SKIP = typer.Option(False, "--skip-invalid", help="Drop invalid rows (counted per source) instead of failing.")
-_JSON = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+# options shared by the commands (typer's Annotated style: the default stays with each parameter)
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Launch profile (default: full).")]
+ConfigOpt = Annotated[Optional[List[Path]], typer.Option("--config", "-c", help="Your YAML, layered over the recipe (repeatable).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="A YAML file with only a 'data:' section (instead of a recipe).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer (local dir or Hub id); default: the model's.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows (counted per source) instead of failing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+TRUNCATION_MODES = ("keep_start", "keep_end")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class MixInputs:
     tokenizer_revision: str | None
     max_length: int | None
     trust_remote_code: bool = False
+    truncation_mode: str = "keep_start"  # DPO: TRL's default
 
 
 def _stderr():
@@ -150,6 +152,7 @@ def resolve_inputs(
     max_length: int | None,
     extra: list[str],
     skip_invalid: bool = False,
+    truncation_mode: str | None = None,
 ) -> MixInputs:
     _check_task(task)
     if data_file is not None and (recipe or config):
@@ -158,7 +161,7 @@ def resolve_inputs(
         )
     if data_file is not None:
         data = _data_from_file(Path(data_file), extra)
-        inputs = MixInputs(task, data, tokenizer, None, max_length)
+        inputs = MixInputs(task, data, tokenizer, None, max_length, truncation_mode=truncation_mode or "keep_start")
     elif recipe or config:
         from alignkit.config.resolve import resolve_config
 
@@ -167,7 +170,8 @@ def resolve_inputs(
         tok = tokenizer or model.tokenizer_name_or_path or model.model_name_or_path
         rev = None if tokenizer else getattr(model, "model_revision", None)
         ml = max_length if max_length is not None else getattr(cfg.train, "max_length", None)
-        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)))
+        mode = truncation_mode or getattr(cfg.train, "truncation_mode", None) or "keep_start"
+        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode)
     else:
         raise UsageError(
             Problem(
@@ -176,8 +180,20 @@ def resolve_inputs(
                 fix="use --recipe NAME (and/or --config FILE.yaml), or --data FILE.yaml with a 'data:' section",
             )
         )
+    if task == "dpo" and inputs.truncation_mode not in TRUNCATION_MODES:
+        raise ConfigError(
+            Problem(
+                where="--truncation-mode" if truncation_mode else "train.truncation_mode",
+                message=f"{inputs.truncation_mode!r} is not one of {', '.join(TRUNCATION_MODES)} (TRL's collator rejects it)",
+                fix="keep_start (TRL's default: cut the end) or keep_end (cut the start of the prompt)",
+            )
+        )
     if skip_invalid:
         inputs.data = inputs.data.model_copy(update={"skip_invalid": True})
+    # a typo in the template name must not wait for the data and the tokenizer to load
+    from alignkit.data.chat import check_template_value
+
+    check_template_value(inputs.data.chat_template)
     return inputs
 
 
@@ -193,11 +209,59 @@ def nearest_rank(sorted_values: list[int], p: float) -> int:
     return int(sorted_values[k - 1])
 
 
+def _ids(tokenizer, texts: list[str], batch: int = 512) -> list[list[int]]:
+    out: list[list[int]] = []
+    for i in range(0, len(texts), batch):
+        out.extend(tokenizer(texts[i : i + batch], add_special_tokens=False)["input_ids"])
+    return out
+
+
 def _lengths(tokenizer, texts: list[str], batch: int = 512) -> list[int]:
     out: list[int] = []
     for i in range(0, len(texts), batch):
         enc = tokenizer(texts[i : i + batch], add_special_tokens=False)["input_ids"]
         out.extend(len(x) for x in enc)
+    return out
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def dpo_truncation(prompt_ids: list[list[int]], chosen_ids: list[list[int]], rejected_ids: list[list[int]], *,
+                   max_length: int | None, truncation_mode: str = "keep_start") -> dict:
+    """What TRL 1.16's DPOTrainer does to each preference row at ``max_length``.
+
+    Arguments are token ids of the rendered prompt (with the generation prompt) and of the full
+    prompt+chosen and prompt+rejected conversations, as TRL tokenizes them. TRL takes the prompt as
+    their common prefix (``common_prefix_length``); then, with ``keep_start``, ``_prepare_dataset``
+    drops every row whose prompt alone has ``max_length`` tokens or more, and the collator cuts
+    prompt+chosen and prompt+rejected each to their first ``max_length`` tokens (the completion's end
+    goes). With ``keep_end`` nothing is dropped and each sequence keeps its last ``max_length`` tokens
+    (the prompt's start goes; a completion of ``max_length`` tokens or more keeps no prompt at all).
+    There is no separate prompt limit (``max_prompt_length`` is gone in TRL 1.x).
+    """
+    rows = len(prompt_ids)
+    out: dict[str, Any] = {"truncation_mode": truncation_mode, "dropped": 0, "truncated": 0}
+    if truncation_mode == "keep_end":
+        out["no_prompt_left"] = 0
+    if not max_length:
+        return out
+    for p, c, r in zip(prompt_ids, chosen_ids, rejected_ids):
+        n = min(_common_prefix(p, c), _common_prefix(p, r))
+        if truncation_mode == "keep_start" and n >= max_length:
+            out["dropped"] += 1
+            continue
+        if len(c) > max_length or len(r) > max_length:
+            out["truncated"] += 1
+            if truncation_mode == "keep_end" and max(len(c), len(r)) - n >= max_length:
+                out["no_prompt_left"] += 1
+    for key in ("dropped", "truncated"):
+        out[f"{key}_pct"] = round(100.0 * out[key] / rows, 2) if rows else 0.0
     return out
 
 
@@ -211,9 +275,11 @@ def _summary(values: list[int]) -> dict:
     }
 
 
-def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None, sample: int, seed: int, workers, progress) -> dict:
+def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None, sample: int, seed: int, workers, progress,
+                truncation_mode: str = "keep_start") -> dict:
     """Token lengths of a split as TRL would tokenize it (rendered with the template, no extra
-    special tokens); a seeded sample of ``sample`` rows when the split is larger (0 = all rows)."""
+    special tokens); a seeded sample of ``sample`` rows when the split is larger (0 = all rows).
+    DPO splits also get ``trl``: the rows TRL drops or truncates at ``max_length`` (``dpo_truncation``)."""
     import numpy as np
     import pyarrow as pa
 
@@ -231,11 +297,12 @@ def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None
         lengths = _lengths(tokenizer, cols["text"])
     else:
         p, c, r = cols["text_prompt"], cols["text_chosen"], cols["text_rejected"]
-        lp = _lengths(tokenizer, p)
-        lc = _lengths(tokenizer, [a + b for a, b in zip(p, c)])
-        lr = _lengths(tokenizer, [a + b for a, b in zip(p, r)])
-        lengths = [max(a, b) for a, b in zip(lc, lr)]
-        out["prompt"] = _summary(lp)
+        ip = _ids(tokenizer, p)
+        ic = _ids(tokenizer, [a + b for a, b in zip(p, c)])
+        ir = _ids(tokenizer, [a + b for a, b in zip(p, r)])
+        lengths = [max(len(a), len(b)) for a, b in zip(ic, ir)]
+        out["prompt"] = _summary([len(x) for x in ip])
+        out["trl"] = dpo_truncation(ip, ic, ir, max_length=max_length, truncation_mode=truncation_mode)
     if bar:
         bar.advance(table.num_rows)
     out.update(_summary(lengths))
@@ -286,6 +353,25 @@ def _stats_table(tokens: dict, console) -> None:
             over = f"{s['over_max_length']:,} ({s['over_max_length_pct']}%) > {s['max_length']}"
         t.add_row(split, measured, str(s["p50"]), str(s["p95"]), str(s["max"]), over)
     console.print(t)
+    for split, s in tokens.get("splits", {}).items():
+        note = _dpo_truncation_note(s)
+        if note:
+            console.print(f"{split}: {note}", markup=False)
+
+
+def _dpo_truncation_note(s: dict) -> str | None:
+    """One sentence on what TRL's DPOTrainer does to this split's rows at max_length."""
+    trl, ml = s.get("trl"), s.get("max_length")
+    if not trl or not ml:
+        return None
+    of = f" of {s['rows_measured']:,}" + (" measured" if s.get("sampled") else "")
+    if not trl["dropped"] and not trl["truncated"]:
+        return f"TRL's DPOTrainer keeps all{of} rows whole at max_length {ml} (truncation_mode {trl['truncation_mode']})"
+    if trl["truncation_mode"] == "keep_start":
+        return (f"TRL's DPOTrainer drops {trl['dropped']:,}{of} rows whose prompt alone has {ml} tokens or more, "
+                f"and cuts the end of the completions of {trl['truncated']:,} more (truncation_mode keep_start)")
+    return (f"TRL's DPOTrainer drops no rows (truncation_mode keep_end); it cuts the start of the prompt of "
+            f"{trl['truncated']:,}{of} rows, {trl['no_prompt_left']:,} of which keep no prompt token at all")
 
 
 def _samples(samples: list[dict], console) -> None:
@@ -307,26 +393,51 @@ def _samples(samples: list[dict], console) -> None:
 # commands
 
 
+def _inputs(ctx: typer.Context, task: str, recipe: str | None, profile: str | None, config: list[Path] | None,
+            data: Path | None, tokenizer: str | None, skip_invalid: bool, *, max_length: int | None = None,
+            truncation_mode: str | None = None) -> MixInputs:
+    """``resolve_inputs`` from the options every command takes, with the ``--key=value`` overrides."""
+    return resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
+                          max_length=max_length, extra=list(ctx.args), skip_invalid=skip_invalid,
+                          truncation_mode=truncation_mode)  # fmt: skip
+
+
+def _check_ngram(ngram: int) -> None:
+    if ngram < 1:
+        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
+
+
+def _build(inp: MixInputs, output: Path, *, render: bool, eval_files: list[Path] | None, ngram: int, overwrite: bool, console):
+    """``build_mixture`` of the resolved inputs (``mix build`` and ``mix decontaminate --drop``)."""
+    from alignkit.data.build import build_mixture
+
+    return build_mixture(
+        inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
+        render=render, eval_files=[str(p) for p in eval_files or []], ngram=ngram, overwrite=overwrite, console=console,
+    )
+
+
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def preview(
     ctx: typer.Context,
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    max_length: Optional[int] = _MAXLEN,
-    samples: int = typer.Option(2, "--samples", "-n", help="Rendered sample rows to show."),
-    stats_rows: int = typer.Option(20000, "--stats-rows", help="Measure token lengths on a seeded sample of this many rows per split (0 = all)."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Token limit for the truncation report (default: train.max_length).")] = None,
+    truncation_mode: Annotated[Optional[str], typer.Option("--truncation-mode", help="DPO: keep_start (TRL's default) or keep_end, for the truncation report (default: train.truncation_mode).")] = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Rendered sample rows to show.")] = 2,
+    stats_rows: Annotated[int, typer.Option("--stats-rows", help="Measure token lengths on a seeded sample of this many rows per split (0 = all).")] = 20000,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Rows per source and split, token lengths and truncation, rendered samples."""
     from alignkit.data.mixer import mix, progress_for, source_label
 
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=max_length, extra=list(ctx.args), skip_invalid=skip_invalid)
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid, max_length=max_length,
+                  truncation_mode=truncation_mode)
     err = _stderr()
     res = mix(inp.data, inp.task, console=err)
     out: dict[str, Any] = res.plan.as_json()
@@ -339,12 +450,15 @@ def preview(
         template, origin = resolve_chat_template_with_origin(tok, inp.data)
         renderer = Renderer(tok, template, insert_system=inp.data.auto_insert_empty_system_msg)
         tokens: dict[str, Any] = {"tokenizer": inp.tokenizer, "chat_template": origin, "max_length": inp.max_length, "splits": {}}
+        if inp.task == "dpo":
+            tokens["truncation_mode"] = inp.truncation_mode
         with progress_for(err) as prog:
             for split, table in res.tables.items():
                 if table.num_rows:
                     tokens["splits"][split] = token_stats(
                         table, inp.task, tok, renderer, max_length=inp.max_length, sample=stats_rows,
                         seed=inp.data.mix_seed, workers=inp.data.preprocessing_num_workers, progress=prog,
+                        truncation_mode=inp.truncation_mode,
                     )
         out["tokens"] = tokens
     else:
@@ -391,35 +505,27 @@ def preview(
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def build(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="Directory to write (parquet + manifest.json)."),
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    render: bool = typer.Option(True, "--render/--no-render", help="Store the chat-template rendering of every row (needs a tokenizer)."),
-    decontaminate: Optional[List[Path]] = typer.Option(None, "--decontaminate", help="Drop rows sharing n-grams with the prompts of this JSONL (repeatable)."),
-    ngram: int = typer.Option(13, "--ngram", help="n-gram length (words) for --decontaminate."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output that is not a build of the same inputs."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write (parquet + manifest.json).")],
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    render: Annotated[bool, typer.Option("--render/--no-render", help="Store the chat-template rendering of every row (needs a tokenizer).")] = True,
+    decontaminate: Annotated[Optional[List[Path]], typer.Option("--decontaminate", help="Drop rows sharing n-grams with the prompts of this JSONL (repeatable).")] = None,
+    ngram: Annotated[int, typer.Option("--ngram", help="n-gram length (words) for --decontaminate.")] = 13,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --output that is not a build of the same inputs.")] = False,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Materialize the mixture with a manifest; the same inputs give a byte-identical directory."""
     import time
 
-    from alignkit.data.build import build_mixture
-
     t0 = time.perf_counter()
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=None, extra=list(ctx.args), skip_invalid=skip_invalid)
-    if ngram < 1:
-        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
-    res = build_mixture(
-        inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
-        render=render, eval_files=[str(p) for p in decontaminate or []], ngram=ngram, overwrite=overwrite,
-        console=_stderr(),
-    )
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid)
+    _check_ngram(ngram)
+    res = _build(inp, output, render=render, eval_files=decontaminate, ngram=ngram, overwrite=overwrite, console=_stderr())
     elapsed = time.perf_counter() - t0
     if as_json:
         d = res.as_json()
@@ -461,37 +567,30 @@ def _build_summary(res, elapsed: float, con) -> None:
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def decontaminate(
     ctx: typer.Context,
-    eval_file: List[Path] = typer.Option(..., "--eval", "-e", help="JSONL of evaluation prompts (MT-Bench question.jsonl, AlpacaEval, or a 'prompt'/'text' field); repeatable."),
-    task: str = _TASK,
-    recipe: Optional[str] = _RECIPE,
-    profile: Optional[str] = _PROFILE,
-    config: Optional[List[Path]] = _CONFIG,
-    data: Optional[Path] = _DATA,
-    tokenizer: Optional[str] = _TOKENIZER,
-    ngram: int = typer.Option(13, "--ngram", help="n-gram length in words."),
-    drop: bool = typer.Option(False, "--drop", help="Write a build without the flagged rows (needs --output)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Build directory for --drop."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="With --drop: replace a different build in --output."),
-    skip_invalid: bool = _SKIP,
-    as_json: bool = _JSON,
+    eval_file: Annotated[List[Path], typer.Option("--eval", "-e", help="JSONL of evaluation prompts (MT-Bench question.jsonl, AlpacaEval, or a 'prompt'/'text' field); repeatable.")],
+    task: TaskOpt,
+    recipe: RecipeOpt = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    data: DataOpt = None,
+    tokenizer: TokenizerOpt = None,
+    ngram: Annotated[int, typer.Option("--ngram", help="n-gram length in words.")] = 13,
+    drop: Annotated[bool, typer.Option("--drop", help="Write a build without the flagged rows (needs --output).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Build directory for --drop.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --drop: replace a different build in --output.")] = False,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Find training rows that share long n-grams with evaluation prompts; report per source."""
-    if ngram < 1:
-        raise UsageError(Problem(where="--ngram", message="must be >= 1"))
+    _check_ngram(ngram)
     if drop and output is None:
         raise UsageError(Problem(where="--drop", message="needs --output DIR to write the decontaminated build", fix="add --output DIR"))
     if output is not None and not drop:
         raise UsageError(Problem(where="--output", message="is only used with --drop", fix="add --drop, or leave out --output"))
-    inp = resolve_inputs(task, recipe=recipe, profile=profile, config=config, data_file=data, tokenizer=tokenizer,
-                         max_length=None, extra=list(ctx.args), skip_invalid=skip_invalid)
+    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid)
     err = _stderr()
     if drop:
-        from alignkit.data.build import build_mixture
-
-        res = build_mixture(
-            inp.data, inp.task, output, tokenizer_name=inp.tokenizer, tokenizer_revision=inp.tokenizer_revision,
-            render=bool(inp.tokenizer), eval_files=[str(p) for p in eval_file], ngram=ngram, overwrite=overwrite, console=err,
-        )
+        res = _build(inp, output, render=bool(inp.tokenizer), eval_files=eval_file, ngram=ngram, overwrite=overwrite, console=err)
         report = dict(res.manifest["decontamination"] or {})
         report["output"] = str(res.output)
         report["cached"] = res.cached

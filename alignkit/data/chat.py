@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from alignkit.errors import ConfigError, DataError, Problem
+from alignkit.errors import ConfigError, DataError, Problem, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.config.data import DataConfig
@@ -56,13 +56,29 @@ def template_from_config(value: str) -> tuple[str, str]:
             return path.read_text(encoding="utf-8"), f"file:{value}"
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(Problem(where="data.chat_template", message=f"cannot read {value}: {exc}")) from None
-    raise ConfigError(
-        Problem(
-            where="data.chat_template",
-            message=f"{value!r} is not a built-in template, an existing file or a Jinja template",
-            fix=f"use one of {', '.join(BUILTIN_TEMPLATES)}, a path to a .jinja file, or the template text itself",
-        )
-    )
+    raise unknown_template_error(value)
+
+
+def unknown_template_error(value: str) -> ConfigError:
+    """The error for a ``chat_template`` value that is neither a built-in name, a file nor Jinja."""
+    hint = did_you_mean(value.lower(), BUILTIN_TEMPLATES)
+    pathlike = os.sep in value or "/" in value or Path(value).suffix in (".jinja", ".j2", ".txt")
+    if pathlike and not hint:
+        message = f"{value!r}: no such template file (relative paths are read from the current directory)"
+    else:
+        message = f"{value!r} is not a built-in template, an existing file or a Jinja template"
+    fix = f"use one of {', '.join(BUILTIN_TEMPLATES)}, a path to a .jinja file, or the template text itself"
+    return ConfigError(Problem(where="data.chat_template", message=message, fix=f"{hint} ({fix})" if hint else fix))
+
+
+def check_template_value(value: str | None) -> None:
+    """Fail fast (ConfigError, exit 2) on a ``data.chat_template`` value that cannot resolve.
+
+    Needs no tokenizer: a built-in name, a Jinja string or a readable file passes; anything else is
+    the error ``template_from_config`` would raise after the tokenizer had been loaded.
+    """
+    if value:
+        template_from_config(value)
 
 
 def tokenizer_template(tokenizer) -> str | None:

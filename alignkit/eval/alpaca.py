@@ -38,8 +38,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from alignkit.errors import DataError, Problem, UsageError
+from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
+from alignkit.eval.bench import answer_missing, ask_missing, unscorable
 from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
 
 from alignkit.eval.defaults import AE_RAW  # noqa: F401 (re-exported)
@@ -315,41 +316,70 @@ def annotate(
 ) -> list[dict]:
     """Judge every pair (``index, instruction, output_1, output_2, generator_1, generator_2``)."""
     annotator = f"{client.model}:{parser}"
-    records: dict[int, dict] = {}
-    jobs = []
+    bases = []
     for pair in pairs:
         digest = _digest(pair["instruction"], pair["output_1"], pair["output_2"], str(seed))
-        key = (pair["index"], annotator, digest)
-        if key in log:
-            records[pair["index"]] = log.get(key)
-            continue
-        switched = is_switched(pair["instruction"], seed)
-        base = dict(pair, annotator=annotator, pair_digest=digest, seed=seed, **{SWITCH_COLUMN: switched})
-        if pair["output_1"] == pair["output_2"]:  # AlpacaEval: identical outputs are a draw, no judge call
-            rec = dict(base, preference=1.5, raw_completion=None, tstamp=time.time())
-            log.append(rec)
-            records[pair["index"]] = rec
-            continue
-        first, second = (pair["output_2"], pair["output_1"]) if switched else (pair["output_1"], pair["output_2"])
-        prompt = fill_template(template, instruction=pair["instruction"], output_1=first, output_2=second)
-        jobs.append((base, {"messages": prompt_to_messages(prompt), **JUDGE_REQUEST[parser]}))
+        base = dict(pair, annotator=annotator, pair_digest=digest, seed=seed,
+                    **{SWITCH_COLUMN: is_switched(pair["instruction"], seed)})  # fmt: skip
+        bases.append(base)
+        if annotation_key(base) not in log and pair["output_1"] == pair["output_2"]:
+            # AlpacaEval: identical outputs are a draw, no judge call
+            log.append(dict(base, preference=1.5, raw_completion=None, tstamp=time.time()))
 
-    def done(base: dict, resp: ChatResponse) -> None:
+    def request(base: dict) -> dict:
+        first, second = (base["output_2"], base["output_1"]) if base[SWITCH_COLUMN] else (base["output_1"], base["output_2"])
+        prompt = fill_template(template, instruction=base["instruction"], output_1=first, output_2=second)
+        return {"messages": prompt_to_messages(prompt), **JUDGE_REQUEST[parser]}
+
+    def record(base: dict, resp: ChatResponse) -> dict:
         pref = parse_preference(resp, parser)
         if base[SWITCH_COLUMN] and not math.isnan(pref):
             pref = 3 - pref
-        rec = dict(
+        return dict(
             base,
             preference=None if math.isnan(pref) else pref,
             raw_completion=resp.content,
             raw_logprobs=(resp.logprobs[0].get("top_logprobs") if resp.logprobs else None),
             tstamp=time.time(),
         )
-        log.append(rec)
-        records[base["index"]] = rec
 
-    client.run(jobs, done, on_progress=on_progress)
-    return [records[p["index"]] for p in pairs if p["index"] in records]
+    ask_missing(client, log, bases, key=annotation_key, request=request, record=record, on_progress=on_progress)
+    return [log.get(annotation_key(b)) for b in bases if annotation_key(b) in log]
+
+
+#: what each parser needs from the judge, for the error when it never got it
+PARSER_NEEDS = {
+    "weighted": "the log-probabilities of the tokens 'm' and 'M' among the top 5 (logprobs, top_logprobs)",
+    "clf": "the log-probabilities of the tokens 'm' and 'M' among the top 5 (logprobs, top_logprobs)",
+    "ranking": "a ranking such as [{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]",
+    "token": "the single token 'm' or 'M' as its answer",
+}
+
+
+def _in_range(pref: Any) -> bool:
+    p = _preferences([pref])[0]
+    return not math.isnan(p) and 1 <= p <= 2
+
+
+def no_preference_failure(judged: list[dict], judge: ChatClient, parser: str, path: Path) -> RuntimeFailure:
+    """The error for a run in which not one judgment gave a preference the ``parser`` can read."""
+    sample = " ".join(str(judged[0].get("raw_completion") or "").split())[:120] if judged else ""
+    seen = f"the first answer: {sample!r}" if sample else ""
+    if parser in ("weighted", "clf"):
+        with_lp = sum(1 for a in judged if a.get("raw_logprobs"))
+        seen = (f"{with_lp} came with log-probabilities, none with 'm' or 'M' in the top 5" if with_lp
+                else "no answer came with log-probabilities")
+        fix = ("use a judge model that follows the AlpacaEval annotator prompt (answers 'm' or 'M') on an endpoint "
+               "that returns log-probabilities (logprobs, top_logprobs); for an endpoint without them, "
+               "--judge-parser token")
+    else:
+        fix = f"use a judge model that follows the AlpacaEval annotator prompt and answers with {PARSER_NEEDS[parser]}"
+    return unscorable(
+        "AlpacaEval", judge, path,
+        unreadable=f"none of the {len(judged)} judgments gives a preference the {parser!r} parser can read "
+        f"(it needs {PARSER_NEEDS[parser]}), so there is no win rate",
+        seen=seen, fix=fix, options="--judge-model and --judge-parser",
+    )  # fmt: skip
 
 
 def run_alpaca_eval(
@@ -380,25 +410,15 @@ def run_alpaca_eval(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     answers_log = JsonlLog(output / "answers.jsonl", answer_key)
-    todo = sum(1 for i in range(len(references)) if (i, model_id) not in answers_log)
-    if todo:
-        if generator_factory is None:
-            raise UsageError(Problem(where="--model", message=f"{todo} instructions have no output yet and no generator is set"))
-        task = progress.add_task("answering", total=todo) if progress else None
-        generator = generator_factory()
-        try:
-            generate_outputs(
-                references,
-                generator,
-                answers_log,
-                model_id=model_id,
-                temperature=temperature,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                on_progress=(lambda n: progress.advance(task, n)) if progress else None,
-            )
-        finally:
-            generator.close()
+    answer_missing(
+        sum(1 for i in range(len(references)) if (i, model_id) not in answers_log),
+        generator_factory,
+        lambda generator, advance: generate_outputs(references, generator, answers_log, model_id=model_id,
+                                                    temperature=temperature, max_new_tokens=max_new_tokens,
+                                                    batch_size=batch_size, on_progress=advance),
+        missing="instructions have no output yet",
+        progress=progress,
+    )  # fmt: skip
     outputs = {i: rec for (i, gen), rec in answers_log.records.items() if gen == model_id}
     model_outputs = [
         {"instruction": references[i]["instruction"], "output": outputs[i]["output"], "generator": model_id,
@@ -429,18 +449,14 @@ def run_alpaca_eval(
     ]  # fmt: skip
     log = JsonlLog(output / "annotations.jsonl", annotation_key)
     task = progress.add_task("judging", total=len(pairs)) if progress else None
-    annotations = annotate(
-        pairs,
-        judge,
-        log,
-        template=template,
-        parser=parser,
-        seed=seed,
-        on_progress=(lambda: progress.advance(task)) if progress else None,
-    )
+    annotations = annotate(pairs, judge, log, template=template, parser=parser, seed=seed,
+                           on_progress=(lambda: progress.advance(task)) if progress else None)  # fmt: skip
     if progress:
         progress.update(task, completed=len(pairs))
     metrics = score_preferences([a.get("preference") for a in annotations])
+    judged = [a for a in annotations if a.get("raw_completion") is not None]  # not the identical-output draws
+    if judged and not any(_in_range(a.get("preference")) for a in judged):
+        raise no_preference_failure(judged, judge, parser, output / "annotations.jsonl")
     lc, why = length_controlled_win_rate(annotations, n_instructions=n_all if limit is None else len(references))
     lengths = [len(a["output_2"]) for a in annotations]
     result.update(metrics)

@@ -14,8 +14,9 @@ own chat template; temperature 0 means greedy decoding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from alignkit.errors import ConfigError, Problem, RuntimeFailure, UsageError
 from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir
@@ -27,8 +28,27 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "data" / "templates"
 BACKENDS = ("auto", "transformers", "endpoint", "vllm")
 
 
-class Generator(Protocol):
-    backend: str
+@dataclass(frozen=True)
+class Decoding:
+    """How to decode, as every backend reads it: temperature below 1e-4 is greedy (FastChat's rule)."""
+
+    temperature: float
+    max_new_tokens: int
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
+
+
+class Generator:
+    """What the backends share: ``generate`` takes conversations and returns one answer each, in their
+    order and stripped of surrounding white space; a backend implements ``_answer`` (raw texts).
+
+    The evaluation loops need only ``backend``, ``generate(...)`` and ``close()``: any object with
+    those (a test double) works in place of a backend.
+    """
+
+    backend = "?"
 
     def generate(
         self,
@@ -37,9 +57,17 @@ class Generator(Protocol):
         temperature: float,
         max_new_tokens: int,
         on_progress: Callable[[int], None] | None = None,
-    ) -> list[str]: ...
+    ) -> list[str]:
+        texts = self._answer(conversations, Decoding(float(temperature), int(max_new_tokens)), on_progress)
+        return [t.strip() for t in texts]
 
-    def close(self) -> None: ...
+    def _answer(
+        self, conversations: list[Messages], decoding: Decoding, on_progress: Callable[[int], None] | None
+    ) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
 def resolve_chat_template(spec: str | None) -> str | None:
@@ -148,7 +176,7 @@ def load_for_generation(
     return model, tokenizer, device
 
 
-class TransformersGenerator:
+class TransformersGenerator(Generator):
     backend = "transformers"
 
     def __init__(
@@ -175,14 +203,7 @@ class TransformersGenerator:
     def render(self, conversation: Messages) -> str:
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
-    def generate(
-        self,
-        conversations: list[Messages],
-        *,
-        temperature: float,
-        max_new_tokens: int,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def _answer(self, conversations: list[Messages], decoding: Decoding, on_progress) -> list[str]:
         import torch
 
         tok = self.tokenizer
@@ -192,17 +213,14 @@ class TransformersGenerator:
             texts = [self.render(c) for c in batch]
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self.model.device) for k, v in enc.items()}
-            gen: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "pad_token_id": tok.pad_token_id}
-            if temperature < GREEDY_BELOW:
-                gen["do_sample"] = False
-            else:
-                gen["do_sample"] = True
-                gen["temperature"] = float(temperature)
+            gen: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "pad_token_id": tok.pad_token_id,
+                                   "do_sample": not decoding.greedy}  # fmt: skip
+            if not decoding.greedy:
+                gen["temperature"] = decoding.temperature
             with torch.inference_mode():
                 ids = self.model.generate(**enc, **gen)
             new = ids[:, enc["input_ids"].shape[1] :]
-            decoded = tok.batch_decode(new, skip_special_tokens=True, spaces_between_special_tokens=False)
-            out.extend(t.strip() for t in decoded)
+            out.extend(tok.batch_decode(new, skip_special_tokens=True, spaces_between_special_tokens=False))
             if on_progress is not None:
                 on_progress(len(batch))
         return out
@@ -211,37 +229,27 @@ class TransformersGenerator:
         self.model = None
 
 
-class EndpointGenerator:
+class EndpointGenerator(Generator):
     backend = "endpoint"
 
     def __init__(self, client: ChatClient):
         self.client = client
 
-    def generate(
-        self,
-        conversations: list[Messages],
-        *,
-        temperature: float,
-        max_new_tokens: int,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def _answer(self, conversations: list[Messages], decoding: Decoding, on_progress) -> list[str]:
         results: dict[int, str] = {}
 
         def done(i, resp: ChatResponse) -> None:
-            results[i] = resp.content.strip()
+            results[i] = resp.content
 
         jobs = [
-            (i, {"messages": c, "temperature": float(temperature), "max_tokens": int(max_new_tokens)})
+            (i, {"messages": c, "temperature": decoding.temperature, "max_tokens": decoding.max_new_tokens})
             for i, c in enumerate(conversations)
         ]
         self.client.run(jobs, done, on_progress=(lambda: on_progress(1)) if on_progress else None)
         return [results[i] for i in range(len(conversations))]
 
-    def close(self) -> None:
-        pass
 
-
-class VLLMGenerator:
+class VLLMGenerator(Generator):
     backend = "vllm"
 
     def __init__(
@@ -285,25 +293,18 @@ class VLLMGenerator:
         )
         self.chat_template = resolve_chat_template(chat_template)
 
-    def generate(
-        self,
-        conversations: list[Messages],
-        *,
-        temperature: float,
-        max_new_tokens: int,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> list[str]:
+    def _answer(self, conversations: list[Messages], decoding: Decoding, on_progress) -> list[str]:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            temperature=0.0 if temperature < GREEDY_BELOW else float(temperature), max_tokens=int(max_new_tokens)
+            temperature=0.0 if decoding.greedy else decoding.temperature, max_tokens=decoding.max_new_tokens
         )
         outs = self.llm.chat(
             conversations, params, use_tqdm=False, lora_request=self.lora, chat_template=self.chat_template
         )
         if on_progress is not None:
             on_progress(len(conversations))
-        return [o.outputs[0].text.strip() for o in outs]
+        return [o.outputs[0].text for o in outs]
 
     def close(self) -> None:
         self.llm = None

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from alignkit.errors import DataError, Problem, UsageError
+from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
+from alignkit.eval.bench import answer_missing, ask_missing, progress_step, unscorable
 from alignkit.eval.judge import ChatClient, JsonlLog, chunks, finite_or_none, write_json_atomic
 
 from alignkit.eval.defaults import FASTCHAT_RAW  # noqa: F401 (re-exported)
@@ -365,28 +366,42 @@ def judge_answers(
 ) -> list[dict]:
     """Judge every match not yet in ``log``; each judgment is appended as it arrives."""
     judge_model = client.model
-    todo = [m for m in matches if (m.question_id, model_id, judge_model, m.prompt_name, m.turn) not in log]
 
-    def done(m: Match, resp) -> None:
-        log.append(
-            {
-                "question_id": m.question_id,
-                "model": model_id,
-                "judge": [judge_model, m.prompt_name],
-                "user_prompt": m.user_prompt,
-                "judgment": resp.content,
-                "score": parse_score(resp.content),
-                "turn": m.turn,
-                "tstamp": time.time(),
-            }
-        )
+    def key(m: Match) -> tuple:
+        return (m.question_id, model_id, judge_model, m.prompt_name, m.turn)
 
-    jobs = [
-        (m, {"messages": m.messages(), "temperature": JUDGE_TEMPERATURE, "max_tokens": JUDGE_MAX_TOKENS}) for m in todo
-    ]
-    client.run(jobs, done, on_progress=on_progress)
-    wanted = {(m.question_id, model_id, judge_model, m.prompt_name, m.turn) for m in matches}
+    def record(m: Match, resp) -> dict:
+        return {
+            "question_id": m.question_id,
+            "model": model_id,
+            "judge": [judge_model, m.prompt_name],
+            "user_prompt": m.user_prompt,
+            "judgment": resp.content,
+            "score": parse_score(resp.content),
+            "turn": m.turn,
+            "tstamp": time.time(),
+        }
+
+    ask_missing(
+        client, log, matches, key=key, record=record, on_progress=on_progress,
+        request=lambda m: {"messages": m.messages(), "temperature": JUDGE_TEMPERATURE, "max_tokens": JUDGE_MAX_TOKENS},
+    )  # fmt: skip
+    wanted = {key(m) for m in matches}
     return [rec for k, rec in log.records.items() if k in wanted]
+
+
+def no_rating_failure(records: list[dict], judge: ChatClient, path: Path) -> RuntimeFailure:
+    """The error for a run in which not one judgment had a rating FastChat's parser can read."""
+    sample = " ".join(str(records[0].get("judgment") or "").split())[:120] if records else ""
+    return unscorable(
+        "MT-Bench", judge, path,
+        unreadable=f"none of the {len(records)} judgments has a parsable rating (FastChat reads the first "
+        "'[[N]]', else '[N]'), so there is no score",
+        seen=f"the first begins: {sample!r}" if sample else "",
+        fix="use a judge model that follows the MT-Bench judge prompts and ends its judgment with "
+        "'Rating: [[N]]' (FastChat used gpt-4)",
+        options="--judge-model",
+    )  # fmt: skip
 
 
 def default_output(model: str, model_id: str, bench: str) -> Path:
@@ -441,25 +456,15 @@ def run_mt_bench(
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     answers_log = JsonlLog(output / "answers.jsonl", answer_key)
-
-    todo = sum(1 for q in questions if (q["question_id"], model_id) not in answers_log)
-    if todo:
-        if generator_factory is None:
-            raise UsageError(Problem(where="--model", message=f"{todo} questions have no answer yet and no generator is set"))
-        task = progress.add_task("answering", total=todo) if progress else None
-        generator = generator_factory()
-        try:
-            generate_answers(
-                questions,
-                generator,
-                answers_log,
-                model_id=model_id,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                on_progress=(lambda n: progress.advance(task, n)) if progress else None,
-            )
-        finally:
-            generator.close()
+    answer_missing(
+        sum(1 for q in questions if (q["question_id"], model_id) not in answers_log),
+        generator_factory,
+        lambda generator, advance: generate_answers(questions, generator, answers_log, model_id=model_id,
+                                                    max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                    on_progress=advance),
+        missing="questions have no answer yet",
+        progress=progress,
+    )  # fmt: skip
     answers = {qid: rec for (qid, mid), rec in answers_log.records.items() if mid == model_id}
 
     result: dict[str, Any] = {
@@ -477,16 +482,13 @@ def run_mt_bench(
 
     matches = make_matches(questions, answers, references, prompts)
     judgments_log = JsonlLog(output / "judgments.jsonl", judgment_key)
-    task = progress.add_task("judging", total=len(matches)) if progress else None
-    if progress:
-        done_already = sum(
-            1 for m in matches if (m.question_id, model_id, judge.model, m.prompt_name, m.turn) in judgments_log
-        )
-        progress.advance(task, done_already)
-    records = judge_answers(
-        matches, judge, judgments_log, model_id=model_id, on_progress=(lambda: progress.advance(task)) if progress else None
-    )
+    advance = progress_step(progress, "judging", len(matches))
+    if advance:
+        advance(sum(1 for m in matches if (m.question_id, model_id, judge.model, m.prompt_name, m.turn) in judgments_log))
+    records = judge_answers(matches, judge, judgments_log, model_id=model_id, on_progress=advance)
     scores = score_judgments(records, questions)
+    if scores["counts"]["judgments"] and not scores["counts"]["scored"]:
+        raise no_rating_failure(records, judge, output / "judgments.jsonl")
     result.update(scores)
     result.update(
         {

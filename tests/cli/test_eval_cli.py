@@ -19,6 +19,7 @@ from tests.eval_support import (
     QUESTIONS,
     FakeJudge,
     assert_no_canary,
+    user_text,
     write_mtbench_files,
 )
 
@@ -157,6 +158,71 @@ def test_alpaca_eval_end_to_end(tmp_path, tiny_model_dir):
     assert res["n_total"] == 5 and res["reference_generator"] == "ref-model"
     assert "unavailable" in stdout and "win rate" in stdout
     assert json.loads((out / "model_outputs.json").read_text())[0]["generator"] == Path(tiny_model_dir).name
+
+
+def test_mt_bench_judge_without_any_rating_fails_clearly(tmp_path, tiny_model_dir, tiny_env):
+    """A judge that never writes "[[N]]": exit 1 with one message, not exit 0 with empty scores."""
+    files = write_mtbench_files(tmp_path / "data")
+    out = tmp_path / "out"
+    with FakeJudge(lambda body: "This answer is quite good, I would give it 8 out of 10.") as fj:
+        p = subprocess.run(
+            [sys.executable, "-m", "alignkit", *mt_args(files, tiny_model_dir, out, fj.base_url, "--limit", "2")],
+            capture_output=True, text=True, env=dict(tiny_env, COLUMNS="1000"), cwd=str(Path(__file__).resolve().parents[2]),
+        )  # fmt: skip
+        assert fj.calls == 4
+    err = " ".join(p.stderr.split())  # rich wraps long lines
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    assert "MT-Bench could not be scored" in err and "'judge-x'" in err and f"127.0.0.1:{fj.port}/v1/chat/completions" in err
+    assert "none of the 4 judgments has a parsable rating" in err
+    assert str(out / "judgments.jsonl") in err
+    assert "fix:" in err and "[[N]]" in err
+    assert not (out / "results.json").exists()  # no empty score is written
+    assert len((out / "judgments.jsonl").read_text().splitlines()) == 4  # the raw judgments are kept
+    # partial failures still score: another judge rates turn 1 only (turn 2 unparsable) -> exit 0, 2 dropped
+    with FakeJudge(lambda body: "Rating: [[4]]" if "[A2]" not in user_text(body) else "no rating") as fj2:
+        code, stdout, stderr, exc = invoke(mt_args(files, tiny_model_dir, out, fj2.base_url, "--limit", "2",
+                                                   "--judge-model", "judge-y"))  # fmt: skip
+        assert code == 0, (stdout, stderr, exc)
+        assert fj2.calls == 4
+    res = json.loads((out / "results.json").read_text())
+    assert res["judge_model"] == "judge-y" and res["turn_1"] == 4.0 and res["turn_2"] is None
+    assert res["counts"]["dropped"] == 2 and "2 judgment(s) had no parsable rating" in " ".join(stdout.split())
+
+
+def _alpaca_args(model, ref, tpl, out, judge_url, parser, judge_model="judge-z"):
+    return ["eval", "alpaca-eval", "--model", model, "--reference", str(ref), "--judge-prompt", str(tpl),
+            "--judge-parser", parser, "--judge-model", judge_model, "--judge-base-url", judge_url, "--output", str(out),
+            "--max-new-tokens", "6", "--temperature", "0"]  # fmt: skip
+
+
+def test_alpaca_eval_judge_without_any_preference_fails_clearly(tmp_path, tiny_model_dir):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps([{"instruction": f"Say word {i}.", "output": f"word {i}", "generator": "ref-model"} for i in range(4)]))
+    tpl = tmp_path / "judge.txt"
+    tpl.write_text(ALPACA_TEMPLATE)
+    out = tmp_path / "ae"
+    with FakeJudge(lambda body: "Output (a) is better.") as fj:
+        code, stdout, stderr, exc = invoke(_alpaca_args(tiny_model_dir, ref, tpl, out, fj.base_url, "token"))
+        assert fj.calls == 4
+    assert code == 1 and isinstance(exc, RuntimeFailure), (stdout, stderr, exc)
+    msg = str(exc)
+    assert "AlpacaEval could not be scored" in msg and "'judge-z'" in msg and f"127.0.0.1:{fj.port}/v1/chat/completions" in msg
+    assert "none of the 4 judgments" in msg and "'token' parser" in msg and "'Output (a) is better.'" in msg
+    assert str(out / "annotations.jsonl") in msg and "fix:" in msg and "'m' or 'M'" in msg
+    assert not (out / "results.json").exists()
+    # the weighted parser on an endpoint without log-probabilities: says so, and points at --judge-parser token
+    with FakeJudge(lambda body: "m") as fj:
+        code, _, _, exc = invoke(_alpaca_args(tiny_model_dir, ref, tpl, out, fj.base_url, "weighted"))
+        assert fj.calls == 4
+    assert code == 1 and "no answer came with log-probabilities" in str(exc) and "--judge-parser token" in str(exc)
+    # partial failures still score: "M" for two instructions, junk for the others -> exit 0, 2 dropped
+    rated = ("INSTRUCTION: Say word 0.", "INSTRUCTION: Say word 1.")
+    with FakeJudge(lambda body: "M" if any(r in user_text(body) for r in rated) else "?") as fj:
+        code, stdout, stderr, exc = invoke(_alpaca_args(tiny_model_dir, ref, tpl, out, fj.base_url, "token", "judge-w"))
+    assert code == 0, (stdout, stderr, exc)
+    res = json.loads((out / "results.json").read_text())
+    assert res["judge_model"] == "judge-w" and res["n_total"] == 2 and res["n_dropped"] == 2
 
 
 def test_prefs_and_loss_commands(tmp_path, tiny_assets):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alignkit.errors import DataError, UsageError
+from alignkit.errors import ConfigError, DataError, UsageError
 
 APP_MODULE = "alignkit.cli"  # the sub-app alone: "alignkit.commands.mix"
 PREFIX: list[str] = ["mix"]  # the sub-app alone: []
@@ -156,6 +156,30 @@ def test_invalid_rows_fail_with_source_and_row_or_are_skipped(project):
     assert out["splits"]["train"]["sources"][0]["invalid"] == 1
 
 
+def test_a_template_typo_fails_first_with_did_you_mean(project, tiny_env):
+    """The name is checked before the data or the tokenizer is loaded: a tokenizer path that does not
+    exist would otherwise be the error (and only after the slow load)."""
+    missing = str(project / "no-such-model")
+    r = invoke("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", missing,
+               "--data.chat_template=zephir")
+    assert isinstance(r.exception, ConfigError) and r.exception.exit_code == 2, (r.output, r.exception)
+    msg = str(r.exception)
+    assert "data.chat_template" in msg and "'zephir'" in msg and "did you mean 'zephyr'?" in msg
+    assert "no-such-model" not in msg
+    # a template file that does not exist says so
+    r = invoke("preview", "--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", missing,
+               f"--data.chat_template={project / 'tpl' / 'mine.jinja'}")
+    assert isinstance(r.exception, ConfigError) and "no such template file" in str(r.exception)
+    # the real entry point, with a recipe whose model path does not exist: exit 2, about the template
+    p = subprocess.run(
+        [sys.executable, "-m", "alignkit", "mix", "preview", "--recipe", "tiny", "--task", "dpo",
+         f"--model.model_name_or_path={missing}", "--data.chat_template=ChatML"],
+        capture_output=True, text=True, env=dict(tiny_env, COLUMNS="1000"), cwd=str(REPO),
+    )  # fmt: skip
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "did you mean 'chatml'?" in p.stderr and "no-such-model" not in p.stderr and "Traceback" not in p.stderr
+
+
 def test_no_inputs_is_a_usage_error():
     r = invoke("preview", "--task", "sft")
     assert isinstance(r.exception, UsageError)
@@ -277,6 +301,83 @@ def test_dpo_build_renders_prompt_and_continuations(project):
     t = pq.read_table(str(project / "dpo-mix" / "train-00000-of-00001.parquet")).to_pylist()
     assert t[0]["text_prompt"] == f"<|user|>\n{t[0]['prompt'][0]['content']}</s>\n<|assistant|>\n"
     assert t[0]["text_chosen"] == "good answer</s>\n" and t[0]["text_rejected"] == "bad</s>\n"
+
+
+def _trl_dpo_oracle(rows: list[dict], tok, max_length: int, mode: str, tmp) -> dict:
+    """Counts from TRL 1.16 itself: DPOTrainer._prepare_dataset (tokenizing, dropping) and the collator."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from trl import DPOConfig
+    from trl.trainer.dpo_trainer import DataCollatorForPreference, DPOTrainer
+
+    args = DPOConfig(output_dir=str(tmp), max_length=max_length, truncation_mode=mode, bf16=False, use_cpu=True, report_to=[])
+    kept = DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tok), Dataset.from_list(rows), tok, args, "train")
+    collate = DataCollatorForPreference(pad_token_id=tok.pad_token_id, max_length=max_length, truncation_mode=mode)
+    truncated = no_prompt = 0
+    for ex in kept:
+        batch = collate([ex])
+        lengths = batch["attention_mask"].sum(dim=1).tolist()  # [prompt+chosen, prompt+rejected] as trained on
+        full = [len(ex["prompt_ids"]) + len(ex["chosen_ids"]), len(ex["prompt_ids"]) + len(ex["rejected_ids"])]
+        truncated += lengths != full
+        prompt_left = (batch["attention_mask"] - batch["completion_mask"]).sum(dim=1).tolist()
+        no_prompt += min(prompt_left) == 0
+    return {"dropped": len(rows) - len(kept), "truncated": truncated, "no_prompt_left": no_prompt}
+
+
+def test_dpo_preview_reports_what_trl_drops_and_truncates(tmp_path):
+    """The DPO preview's counts equal what TRL 1.16's DPOTrainer does to the same rows at max_length."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from alignkit.config.data import DataConfig
+    from alignkit.data.chat import builtin_template
+    from alignkit.data.mixer import mix
+
+    words = [f"w{i}" for i in range(40)]
+    rows = []
+    for i in range(24):
+        prompt = " ".join(words[(i + k) % 40] for k in range(1 + (i * 7) % 23))  # 1..23 words
+        chosen = " ".join(words[(2 * i + k) % 40] for k in range(1 + (i * 5) % 29))  # 1..29 words
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": "no"})
+    write_jsonl(tmp_path / "prefs.jsonl", rows)
+    (tmp_path / "dpo.yaml").write_text(f"data:\n  mixture:\n    - {{path: {tmp_path / 'prefs.jsonl'}}}\n")
+    core = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = [" ".join(words), "<|user|> <|assistant|> <|system|> no", "< | > user assistant system"]
+    core.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>", "</s>", "<pad>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    tok.chat_template = builtin_template("zephyr")
+    tok.save_pretrained(str(tmp_path / "tok"))
+    assert tok.unk_token_id not in tok.apply_chat_template(
+        [{"role": "user", "content": rows[0]["prompt"]}], tokenize=True, return_dict=True)["input_ids"]
+
+    mixed = mix(DataConfig.model_validate({"mixture": [{"path": str(tmp_path / "prefs.jsonl")}]}), "dpo").tables["train"].to_pylist()
+    max_length = 24
+    for mode in ("keep_start", "keep_end"):
+        out = as_json("preview", "--task", "dpo", "--data", str(tmp_path / "dpo.yaml"), "--tokenizer", str(tmp_path / "tok"),
+                      "--max-length", str(max_length), "--truncation-mode", mode, "--samples", "0")
+        assert out["tokens"]["truncation_mode"] == mode
+        got = out["tokens"]["splits"]["train"]["trl"]
+        want = _trl_dpo_oracle(mixed, tok, max_length, mode, tmp_path / "trl")
+        if mode == "keep_start":
+            assert 0 < want["dropped"] and 0 < want["truncated"] and want["dropped"] + want["truncated"] < len(rows)
+            assert (got["dropped"], got["truncated"]) == (want["dropped"], want["truncated"])
+            assert got["dropped_pct"] == round(100 * want["dropped"] / len(rows), 2)
+        else:
+            assert want["dropped"] == 0 and 0 < want["no_prompt_left"] < want["truncated"]
+            assert (got["dropped"], got["truncated"], got["no_prompt_left"]) == (0, want["truncated"], want["no_prompt_left"])
+        # the human output says it in words
+        r = ok("preview", "--task", "dpo", "--data", str(tmp_path / "dpo.yaml"), "--tokenizer", str(tmp_path / "tok"),
+               "--max-length", str(max_length), "--truncation-mode", mode, "--samples", "0")
+        text = " ".join(r.stdout.split())
+        if mode == "keep_start":
+            assert f"drops {want['dropped']} of {len(rows)} rows whose prompt alone has {max_length} tokens or more" in text
+            assert f"cuts the end of the completions of {want['truncated']} more" in text
+        else:
+            assert f"cuts the start of the prompt of {want['truncated']} of {len(rows)} rows" in text
+    r = invoke("preview", "--task", "dpo", "--data", str(tmp_path / "dpo.yaml"), "--truncation-mode", "keep_middle")
+    assert isinstance(r.exception, ConfigError) and "--truncation-mode" in str(r.exception)
 
 
 def test_decontaminate_report_drop_and_build_option(project):

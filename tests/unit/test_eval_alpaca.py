@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from alignkit.errors import DataError  # noqa: E402
+from alignkit.errors import DataError, RuntimeFailure  # noqa: E402
 from alignkit.eval import alpaca  # noqa: E402
 from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog  # noqa: E402
 from tests.eval_support import ALPACA_TEMPLATE, CANARY, EchoGenerator, FakeJudge, assert_no_canary, user_text  # noqa: E402
@@ -202,6 +202,25 @@ def test_full_run_resume_and_files(tmp_path, monkeypatch, capfd):
     assert "unavailable" in alpaca.results_markdown(saved)
     out, err = capfd.readouterr()
     assert_no_canary(out, err, root=tmp_path)
+
+
+def test_no_readable_judgment_is_a_runtime_failure_even_with_identical_output_draws(tmp_path):
+    """Draws for identical outputs are not judgments: a judge that never answered readably still fails."""
+    ref, tpl = write_reference(tmp_path, n=3)
+    rows = json.loads(Path(ref).read_text())
+    rows[0]["output"] = f"ANSWER[{INSTRUCTIONS[0]}]#1"  # what EchoGenerator answers: a draw without a judge call
+    Path(ref).write_text(json.dumps(rows))
+    with FakeJudge(lambda body: "Both are fine.") as fj:
+        judge = ChatClient(fj.base_url, "g", sleep=lambda s: None)
+        with pytest.raises(RuntimeFailure) as e:
+            alpaca.run_alpaca_eval(
+                model="m-dir", model_id="mine", output=tmp_path / "out", reference_spec=ref,
+                generator_factory=EchoGenerator, judge=judge, judge_prompt_spec=tpl, parser="token",
+            )  # fmt: skip
+        assert fj.calls == 2
+    assert "none of the 2 judgments" in str(e.value) and "'Both are fine.'" in str(e.value)
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert len((tmp_path / "out" / "annotations.jsonl").read_text().splitlines()) == 3
 
 
 def test_reference_and_template_are_checked(tmp_path):

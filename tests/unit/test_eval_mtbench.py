@@ -249,6 +249,18 @@ def test_interrupted_judging_resumes_without_paying_twice(tmp_path):
         assert fj2.calls == 5 and res2["overall"] == res["overall"]
 
 
+def test_no_parsable_rating_at_all_is_a_runtime_failure(tmp_path):
+    files = write_mtbench_files(tmp_path)
+    with FakeJudge(lambda body: "Solid answer. 7/10") as fj:
+        judge = ChatClient(fj.base_url, "g", max_retries=0, sleep=lambda s: None)
+        with pytest.raises(RuntimeFailure) as e:
+            run(tmp_path, judge, files)
+    msg = str(e.value)
+    assert "none of the 9 judgments has a parsable rating" in msg and "'g'" in msg and fj.base_url in msg
+    assert str(tmp_path / "out" / "judgments.jsonl") in msg and "[[N]]" in msg
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
 def test_answers_only_needs_no_judge_files(tmp_path):
     gen = EchoGenerator()
     res = mtbench.run_mt_bench(
