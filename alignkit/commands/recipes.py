@@ -128,7 +128,8 @@ def fields(task: str, section: str | None, search: str | None) -> None:
     from rich.table import Table
 
     t = Table(title=f"{task} config keys", title_justify="left", show_lines=False)
-    for col in ("key", "type", "default", "description"):
+    t.add_column("key", no_wrap=True)  # whole, to copy as --key=value
+    for col in ("type", "default", "description"):
         t.add_column(col, overflow="fold")
     for s in [section] if section else SECTIONS:
         model = section_model(task, s)
@@ -142,9 +143,13 @@ def fields(task: str, section: str | None, search: str | None) -> None:
 
 
 def _type_name(annotation: Any) -> str:
+    import re
+
     text = str(annotation).replace("typing.", "")
     for noise in ("<class '", "'>", "Annotated[", "NoneType"):
         text = text.replace(noise, "" if noise != "NoneType" else "None")
+    # Literal['auto', 'accelerate'] -> auto|accelerate: the choices, as they are typed
+    text = re.sub(r"Literal\[([^\]]*)\]", lambda m: "|".join(v.strip(" '\"") for v in m.group(1).split(",")), text)
     return text[:40]
 
 

@@ -148,18 +148,23 @@ def resolve_config(
     doc.setdefault("model", {})
     doc.setdefault("train", {})
     config = None
+    checked, unknown = None, set()
     try:  # validated even when layers had problems, so type errors are reported with unknown keys
-        config = run_model(task).model_validate(doc)
+        config = checked = run_model(task).model_validate(doc)
     except ValidationError as exc:
         found = _pydantic_problems(exc, task, provenance)
         if (recipe and recipe_label is None) or unreadable:
             # the recipe or a config file could not be read (reported): what it sets is not missing
             found = [p for p in found if not (p.where == "model.model_name_or_path" and p.message == "is required")]
         problems += found
-    if config is not None and not problems:
+        # the cross-field checks still run on what is valid: the failing fields take their defaults and the
+        # checks that read them are skipped (see run.CROSS_CHECKS)
+        checked, unknown = _without_invalid(task, doc, exc)
+    unknown |= _meant_by_unknown_keys(task, problems)
+    if checked is not None and not any(p.where.split(".", 1)[0] in ("task", "profile") for p in problems):
         problems += [
             Problem(p.where, p.message, p.fix, provenance.get(tuple(p.where.split(".", 1)), None))  # type: ignore[arg-type]
-            for p in cross_field_problems(config)
+            for p in cross_field_problems(checked, unknown)
         ]
     if problems:
         raise ConfigError(_dedupe(problems))
@@ -167,6 +172,46 @@ def resolve_config(
     notes = [n for layer in layers for n in layer.notes]
     warnings = [w for layer in layers for w in layer.warnings]
     return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings)
+
+
+def _meant_by_unknown_keys(task: str, problems: list[Problem]) -> set[str]:
+    """The fields an unknown key may have meant (its did-you-mean candidates): their value may not be the one
+    the user wanted, so the cross-field checks reading them wait for the typo to be fixed."""
+    import difflib
+
+    fields: dict[str, list[str]] = {}
+    for section in SECTIONS:
+        for name in section_model(task, section).model_fields:
+            fields.setdefault(name, []).append(f"{section}.{name}")
+    meant: set[str] = set()
+    for p in problems:
+        if p.message == "unknown key":
+            for match in difflib.get_close_matches(p.where.rsplit(".", 1)[-1], list(fields), n=3, cutoff=0.6):
+                meant.update(fields[match])
+    return meant
+
+
+def _without_invalid(task: str, doc: dict[str, Any], exc: ValidationError) -> tuple[Any, set[str]]:
+    """The config with every field that failed validation removed (so it takes its default), and those
+    fields' names; (None, ...) when it still does not validate (e.g. a required field is missing)."""
+    import copy
+
+    pruned = copy.deepcopy(doc)
+    unknown: set[str] = set()
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        if not loc:
+            continue
+        if len(loc) == 1 or not isinstance(pruned.get(loc[0]), dict):
+            unknown.add(loc[0])
+            pruned.pop(loc[0], None)
+            continue
+        unknown.add(f"{loc[0]}.{loc[1]}")
+        pruned[loc[0]].pop(loc[1], None)
+    try:
+        return run_model(task).model_validate(pruned), unknown
+    except ValidationError:
+        return None, unknown
 
 
 def _override_key(override_map: dict[str, Any], section_key: tuple[str, str]) -> str:

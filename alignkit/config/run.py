@@ -44,35 +44,74 @@ class _RunBase(BaseModel):
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
 
 
-def cross_field_problems(run: Any) -> list[Problem]:
-    """Checks across sections, each naming the field and the fix. Runs after per-field validation."""
-    problems: list[Problem] = []
-    train, model, lora, data = run.train, run.model, run.lora, run.data
-    if (model.load_in_4bit or model.load_in_8bit) and not lora.enabled:
-        problems.append(Problem(
-            "model.load_in_4bit", "quantized weights cannot be trained fully",
-            "set lora.enabled=true, or use --profile qlora"))
-    if not data.mixture:
-        problems.append(Problem("data.mixture", "no data sources", "add at least one source (id or path)"))
-    if train.bf16 and train.fp16:
-        problems.append(Problem("train.bf16", "bf16 and fp16 are both set", "choose one"))
+# Each check names the fields it reads, so that it can run while other fields have errors: a field whose
+# value was invalid (and replaced by its default to check the rest) is "unknown", and no check reading it
+# runs. A check returns its problem or None.
+def _quantized_needs_lora(run):
+    if (run.model.load_in_4bit or run.model.load_in_8bit) and not run.lora.enabled:
+        return Problem("model.load_in_4bit", "quantized weights cannot be trained fully",
+                       "set lora.enabled=true, or use --profile qlora")
+
+
+def _needs_data(run):
+    if not run.data.mixture:
+        return Problem("data.mixture", "no data sources", "add at least one source (id or path)")
+
+
+def _one_precision(run):
+    if run.train.bf16 and run.train.fp16:
+        return Problem("train.bf16", "bf16 and fp16 are both set", "choose one")
+
+
+def _eval_needs_split(run):
+    data, train = run.data, run.train
     has_eval = any(s.is_test for s in data.mixture) or bool(data.test_split_size)
     if train.eval_strategy != "no" and data.mixture and not has_eval:
-        problems.append(Problem(
-            "train.eval_strategy", f"is {train.eval_strategy} but the data has no eval split",
-            "add a test source, set data.test_split_size, or set train.eval_strategy=no"))
-    if train.load_best_model_at_end and train.eval_strategy == "no":
-        problems.append(Problem(
-            "train.load_best_model_at_end", "needs evaluation", "set train.eval_strategy=steps or epoch"))
+        return Problem("train.eval_strategy", f"is {train.eval_strategy} but the data has no eval split",
+                       "add a test source, set data.test_split_size, or set train.eval_strategy=no")
+
+
+def _best_model_needs_eval(run):
+    if run.train.load_best_model_at_end and run.train.eval_strategy == "no":
+        return Problem("train.load_best_model_at_end", "needs evaluation", "set train.eval_strategy=steps or epoch")
+
+
+def _one_weight_per_loss(run):
+    train = run.train
     if run.task == "dpo" and train.loss_weights is not None and len(train.loss_weights) != len(train.loss_type):
-        problems.append(Problem(
-            "train.loss_weights", f"has {len(train.loss_weights)} weights for {len(train.loss_type)} loss type(s) "
-            f"{train.loss_type}", "give one weight per loss_type, or --loss_weights=null"))
-    if run.task == "dpo" and train.precompute_ref_log_probs and lora.enabled:
-        problems.append(Problem(
-            "train.precompute_ref_log_probs",
-            "with LoRA the reference is the adapter-free policy already; precomputing buys nothing",
-            "set train.precompute_ref_log_probs=false"))
+        return Problem("train.loss_weights", f"has {len(train.loss_weights)} weights for {len(train.loss_type)} "
+                       f"loss type(s) {train.loss_type}", "give one weight per loss_type, or --loss_weights=null")
+
+
+def _precompute_without_lora(run):
+    if run.task == "dpo" and run.train.precompute_ref_log_probs and run.lora.enabled:
+        return Problem("train.precompute_ref_log_probs",
+                       "with LoRA the reference is the adapter-free policy already; precomputing buys nothing",
+                       "set train.precompute_ref_log_probs=false")
+
+
+CROSS_CHECKS: list[tuple[tuple[str, ...], Any]] = [
+    (("model.load_in_4bit", "model.load_in_8bit", "lora.enabled"), _quantized_needs_lora),
+    (("data.mixture",), _needs_data),
+    (("train.bf16", "train.fp16"), _one_precision),
+    (("data.mixture", "data.test_split_size", "train.eval_strategy"), _eval_needs_split),
+    (("train.load_best_model_at_end", "train.eval_strategy"), _best_model_needs_eval),
+    (("train.loss_weights", "train.loss_type"), _one_weight_per_loss),
+    (("train.precompute_ref_log_probs", "lora.enabled"), _precompute_without_lora),
+]
+
+
+def cross_field_problems(run: Any, unknown: set[str] | frozenset[str] = frozenset()) -> list[Problem]:
+    """Checks across sections, each naming the field and the fix. ``unknown``: fields ("section.key", or a
+    whole "section") whose value is not the user's because it failed validation; checks reading them are
+    skipped, the rest run, so that every error is reported in one round."""
+    problems: list[Problem] = []
+    for reads, check in CROSS_CHECKS:
+        if any(f in unknown or f.split(".", 1)[0] in unknown for f in reads):
+            continue
+        found = check(run)
+        if found is not None:
+            problems.append(found)
     return problems
 
 

@@ -220,3 +220,30 @@ def test_unknown_task():
     with pytest.raises(ConfigError) as exc:
         resolve_config("orpo", recipe="tiny")
     assert exc.value.problems[0].message == "unknown task 'orpo'"
+
+
+def test_cross_field_problems_come_with_per_field_errors_in_one_round():
+    """A bad value elsewhere does not hide a cross-field problem: both are reported at once."""
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", recipe="tiny", profile="cpu",
+                       overrides=["--load_in_4bit=true", "--learning_rate=fast", "--lora.r=-3"])
+    wheres = {p.where for p in exc.value.problems}
+    assert {"train.learning_rate", "lora.r", "model.load_in_4bit"} <= wheres, wheres
+
+
+def test_cross_field_checks_reading_an_invalid_field_wait_for_it():
+    # eval_strategy is invalid: its default must not be used to claim load_best_model_at_end needs evaluation
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", recipe="tiny", profile="cpu",
+                       overrides=["--load_best_model_at_end=true", "--eval_strategy=sometimes"])
+    assert [p.where for p in exc.value.problems] == ["train.eval_strategy"]
+    # nor when the key was mistyped: eval_stratgy may have meant eval_strategy
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", recipe="tiny", profile="cpu",
+                       overrides=["--load_best_model_at_end=true", "--eval_stratgy=no"])
+    assert [p.where for p in exc.value.problems] == ["eval_stratgy"]
+    # an unrelated typo leaves the check running
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", recipe="tiny", profile="cpu",
+                       overrides=["--load_best_model_at_end=true", "--eval_strategy=no", "--lerning_rate=1"])
+    assert {p.where for p in exc.value.problems} == {"lerning_rate", "train.load_best_model_at_end"}
