@@ -69,3 +69,11 @@ def print_error(exc: BaseException) -> None:
 
 def debug_enabled() -> bool:
     return os.environ.get("ALIGNKIT_DEBUG", "") not in ("", "0", "false")
+
+
+def stdout_to_stderr():
+    """While libraries run in the CLI process (model and data checks), whatever they print goes to stderr:
+    stdout stays the command's result alone (a job id, JSON), safe to capture in a script."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr)

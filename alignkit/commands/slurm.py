@@ -152,6 +152,11 @@ def submit(
             ui.info(f"[green]already completed[/green]: {_esc(out_dir)} holds this run's final model (pass "
                     "--overwrite to train again); nothing submitted")
             return
+        # the checks `alignkit sft/dpo` make before launching (model dir, chat template, the data loaded and
+        # validated as the trainer loads it), here and now rather than in the job's log after the queue wait
+        with ui.stdout_to_stderr():
+            train_cmd.build_demo_assets_if_used(plan.config)
+            train_cmd.preflight(plan)
         spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
         (rdir / "status.json").unlink(missing_ok=True)
         slurm.write_script(script_path, text)

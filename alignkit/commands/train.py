@@ -45,7 +45,7 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     from alignkit.launch import spawn
 
     render_summary(p)
-    _build_demo_assets_if_used(p.config)
+    build_demo_assets_if_used(p.config)
 
     already = []
 
@@ -188,7 +188,7 @@ def _template_problems(model: dict[str, Any], data) -> list[Problem]:
                     "data.chat_template_fallback: zephyr")]
 
 
-def _build_demo_assets_if_used(config: dict[str, Any]) -> None:
+def build_demo_assets_if_used(config: dict[str, Any]) -> None:
     """The tiny recipe's `demo:` paths point into a cache that is built on first use."""
     from alignkit.demo.assets import demo_root, ensure_demo_assets
 

@@ -184,7 +184,7 @@ def plan_from_resolved(
         "--machine_rank", "0",
     ]
     if resolved.config.launch.main_process_port:
-        command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
+        accelerate_command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
     accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
     env = {"ACCELERATE_LOG_LEVEL": "info"}
     if resolved.profile.cpu:

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from alignkit import slurm
 
@@ -265,3 +266,22 @@ def test_one_job_per_output_dir_and_cancel_of_a_pending_job(slurm_cluster, tmp_p
         assert res.returncode == 0 and f"job {job_id}: CANCELLED" in res.stdout, res.stdout + res.stderr
     finally:
         subprocess.run(["scancel", job_id], capture_output=True)  # never leave a held job behind
+
+
+def test_submit_checks_the_data_before_queueing(slurm_cluster, tiny_assets, tmp_path, cli):
+    """The training preflight runs at submit time: a bad row is exit 2 naming the file and row, not a job
+    that fails in the queue's log an hour later; nothing is written or submitted."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [{"role": "wizard", "content": "hi"}]}\n')
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"data": {"mixture": [{"path": str(bad)}]}}))
+    out = tmp_path / "out"
+    res = cli("submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--nodes", "1", "--gpus-per-node",
+              "1", "--config", str(config), "--eval_strategy=no", f"--output_dir={out}", cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = flat(res.stderr)
+    assert "bad.jsonl" in err and "row 1" in err and "wizard" in err  # rows are 0-based (docs/data.md) and "Traceback" not in err, err
+    assert res.stdout.strip() == ""  # no job id
+    assert not list(out.glob("alignkit/*.sbatch")) and not (out / "alignkit" / "run.yaml").exists()
+    assert not (out / "alignkit" / "lock").exists()
