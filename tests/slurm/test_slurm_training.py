@@ -3,7 +3,8 @@
 The three jobs are submitted together (the cluster runs them side by side) and each test waits for its own:
 * ``ref``: 1 node x 1 process, per-device batch 8 -> gradient accumulation 2, global batch 16;
 * ``multi``: 2 nodes x 1 process, per-device batch 8 -> accumulation 1, the same global batch 16;
-* ``preempt``: 1 node x 1 process, long enough to be signalled mid-training.
+* ``preempt``: 1 node x 1 process, long enough to be signalled mid-training;
+* ``zero3``: 2 nodes x 1 process under DeepSpeed ZeRO-3 (the full profile on CPU).
 Adding another training scenario is one more entry in ``JOBS`` and one more test.
 """
 
@@ -23,13 +24,15 @@ from .conftest import flat, read_log, wait_log, wait_state
 
 pytestmark = pytest.mark.slurm
 
-COMMON = ["--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--gpus-per-node", "1"]
+COMMON = ["--recipe", "tiny", "--task", "sft", "--gpus-per-node", "1"]
 QUICK = ["--per_device_train_batch_size=8", "--logging_steps=1", "--eval_strategy=no", "--save_strategy=no",
          "--report_to=none"]
 JOBS = {
-    "ref": ["--nodes", "1", *QUICK, "--max_steps=6"],
-    "multi": ["--nodes", "2", *QUICK, "--max_steps=6"],
-    "preempt": ["--nodes", "1", *QUICK, "--max_steps=40", "--time=30:00"],
+    "ref": ["--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=6"],
+    "multi": ["--profile", "cpu", "--nodes", "2", *QUICK, "--max_steps=6"],
+    "preempt": ["--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=40", "--time=30:00"],
+    # the full profile's engine across machines: DeepSpeed ZeRO-3, one process per node
+    "zero3": ["--profile", "full,cpu", "--nodes", "2", *QUICK, "--max_steps=4"],
 }
 
 
@@ -105,3 +108,25 @@ def test_preempted_training_checkpoints_requeues_and_resumes(training_jobs, cli)
     assert state["global_step"] == 40
     assert json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed"
     assert slurm.job_info(job_id).progress["step"] == 40
+
+
+# last: the jobs run side by side, and the preemption test must find its job still running
+def test_two_nodes_shard_one_model_with_deepspeed_zero3(training_jobs):
+    """Multi-node DeepSpeed as the Zephyr full recipe runs it on a cluster (here 2 nodes x 1 CPU process):
+    one ZeRO-3 group across the nodes, parameters partitioned, the 16-bit weights gathered at save."""
+    job_id, out = training_jobs["zero3"]
+    wait_state(job_id, "COMPLETED", timeout=900)
+    log = read_log(job_id)
+    assert re.search(r"^0: ", log, re.M) and re.search(r"^1: ", log, re.M), "one task per node, labelled"
+    env = json.loads((out / "alignkit" / "env.json").read_text())
+    assert env["world_size"] == 2 and env["distributed_type"] == "DistributedType.DEEPSPEED", env
+    assert json.loads((out / "alignkit" / "deepspeed.json").read_text())["zero_optimization"]["stage"] == 3
+    info = json.loads((out / "alignkit" / "model.json").read_text())
+    assert info["zero3_partitioned"] is True
+    losses = _losses(out)
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert info["total_params"] == sum(p.numel() for p in model.parameters())
+    assert json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed"
