@@ -129,3 +129,10 @@ def train_model(task: str) -> type[BaseModel]:
 
 def owned_elsewhere() -> dict[str, str]:
     return dict(trl_snapshot()["owned_elsewhere"])
+
+
+def checkpointing_on(train: Any) -> bool:
+    """Activation checkpointing as transformers 5.23 resolves it: `activation_checkpointing` when set, else its
+    deprecated alias `gradient_checkpointing` (the handbook's name, and TRL's default: on)."""
+    new = getattr(train, "activation_checkpointing", None)
+    return bool(new if new is not None else getattr(train, "gradient_checkpointing", False))

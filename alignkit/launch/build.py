@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.config.resolve import Resolved, resolve_config
+from alignkit.config.train import checkpointing_on
 from alignkit.errors import ConfigError, Problem
 from alignkit.launch.plan import BatchMath, LaunchPlan
 
@@ -298,7 +299,7 @@ def _speed_notes(resolved: Resolved) -> list[str]:
     if cfg.model.load_in_4bit:
         notes.append("4-bit NF4 base (bitsandbytes), LoRA adapters train in "
                      f"{cfg.model.bnb_4bit_compute_dtype or cfg.model.dtype}")
-    if getattr(train, "gradient_checkpointing", False):
+    if checkpointing_on(train):
         notes.append("activation checkpointing on (trades ~20% speed for memory)")
     return notes
 

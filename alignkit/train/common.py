@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignkit.config.train import checkpointing_on
 from alignkit.config.yamlio import read_yaml
 from alignkit.fsutil import write_atomic, write_json_atomic
 from alignkit.modeling import adapter_base, is_adapter_dir
@@ -96,6 +97,22 @@ def attn_implementation(requested: str | None) -> str:
     return "sdpa"
 
 
+def _checkpointing_by_its_current_name(kwargs: dict[str, Any], cls) -> None:
+    """transformers 5.23 renamed gradient_checkpointing(_kwargs) to activation_checkpointing(_kwargs) and warns
+    on every run that uses the old name, which TRL's own default does. Configs keep the handbook's name;
+    the trainer gets the current one, resolved the way transformers resolves it (the new name wins)."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
+                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+        if new not in fields or old not in fields:
+            continue  # an older transformers: nothing was renamed
+        value = kwargs.pop(old, fields[old].default)
+        if kwargs.get(new) is None and value not in (None, dataclasses.MISSING):
+            kwargs[new] = value
+
+
 def liger_on_cuda() -> bool:
     """Liger kernels can run here: the package is installed and a CUDA GPU is visible."""
     import importlib.util
@@ -132,7 +149,7 @@ def model_kwargs(run: Run) -> dict[str, Any]:
         # each DDP process keeps its own quantized copy on its own device
         device = PartialState().process_index if torch.cuda.is_available() else "cpu"
         kwargs["device_map"] = {"": device}
-    if run.config.train.gradient_checkpointing:
+    if checkpointing_on(run.config.train):
         kwargs["use_cache"] = False
     return kwargs
 
@@ -172,6 +189,7 @@ def trainer_args(run: Run, cls):
     if data.preprocessing_num_workers:
         kwargs["dataset_num_proc"] = data.preprocessing_num_workers
     kwargs.setdefault("run_name", run.output_dir.name)
+    _checkpointing_by_its_current_name(kwargs, cls)
     if "use_liger_kernel" not in kwargs and liger_on_cuda():
         # Liger's Triton layer kernels (RMSNorm, SwiGLU, RoPE) when installed on CUDA; TRL 1.16 keeps its own
         # fused LM head for the loss. Deprecated in TRL (use_kernels from the Hub replaces it) but still the

@@ -84,3 +84,35 @@ def test_liger_check_is_false_on_this_cpu_machine():
     if torch.cuda.is_available():  # pragma: no cover - the CI machine has no GPU
         pytest.fail("this test documents the CPU machine; on a GPU box liger_on_cuda depends on the package")
     assert liger_on_cuda() is False
+
+
+@pytest.mark.parametrize("overrides, expect", [
+    ([], False),  # the tiny recipe turns it off
+    (["--gradient_checkpointing=true"], True),  # the handbook's name
+    (["--activation_checkpointing=true"], True),  # transformers 5.23's name
+    (["--gradient_checkpointing=true", "--activation_checkpointing=false"], False),  # the new name wins
+])
+def test_checkpointing_reaches_transformers_by_its_current_name_without_a_warning(tmp_path, overrides, expect):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*gradient_checkpointing.*deprecated")
+        args = _args(tmp_path, overrides)
+    assert args.activation_checkpointing is expect and args.gradient_checkpointing is expect
+    from alignkit.config.train import checkpointing_on
+
+    train = plan_run("sft", recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path}/o", *overrides])
+    assert ("activation checkpointing on" in " ".join(train.notes)) is expect
+    assert checkpointing_on(resolve_config("sft", recipe="tiny", profile="cpu", overrides=overrides).config.train) \
+        is expect
+
+
+def test_trls_default_checkpointing_is_kept(tmp_path):
+    # TRL's SFTConfig turns checkpointing on by default; without the tiny recipe's false, it stays on
+    from trl import SFTConfig
+
+    from alignkit.train.common import _checkpointing_by_its_current_name
+
+    kwargs: dict = {}
+    _checkpointing_by_its_current_name(kwargs, SFTConfig)
+    assert kwargs == {"activation_checkpointing": True}
