@@ -141,18 +141,26 @@ def test_output_dir_of_another_model_is_refused(tmp_path, tiny_model_dir):
     assert code == 2 and "someone-else" in str(exc)
 
 
-def test_alpaca_eval_end_to_end(tmp_path, tiny_model_dir):
+def _alpaca_files(tmp_path, n):
+    """A reference of ``n`` instructions, the judge template, and the output dir."""
     ref = tmp_path / "ref.json"
-    ref.write_text(json.dumps([{"instruction": f"Say word {i}.", "output": f"word {i}", "generator": "ref-model"} for i in range(5)]))
+    ref.write_text(json.dumps([{"instruction": f"Say word {i}.", "output": f"word {i}", "generator": "ref-model"}
+                               for i in range(n)]))
     tpl = tmp_path / "judge.txt"
     tpl.write_text(ALPACA_TEMPLATE)
-    out = tmp_path / "ae"
+    return ref, tpl, tmp_path / "ae"
+
+
+def _alpaca_args(model, ref, tpl, out, judge_url, parser, judge_model="judge-z"):
+    return ["eval", "alpaca-eval", "--model", model, "--reference", str(ref), "--judge-prompt", str(tpl),
+            "--judge-parser", parser, "--judge-model", judge_model, "--judge-base-url", judge_url, "--output", str(out),
+            "--max-new-tokens", "6", "--temperature", "0"]  # fmt: skip
+
+
+def test_alpaca_eval_end_to_end(tmp_path, tiny_model_dir):
+    ref, tpl, out = _alpaca_files(tmp_path, 5)
     with FakeJudge(lambda body: "M") as fj:
-        code, stdout, stderr, exc = invoke(
-            ["eval", "alpaca-eval", "--model", tiny_model_dir, "--reference", str(ref), "--judge-prompt", str(tpl),
-             "--judge-parser", "token", "--judge-base-url", fj.base_url, "--output", str(out),
-             "--max-new-tokens", "6", "--temperature", "0"]
-        )  # fmt: skip
+        code, stdout, stderr, exc = invoke(_alpaca_args(tiny_model_dir, ref, tpl, out, fj.base_url, "token"))
     assert code == 0, (stdout, stderr, exc)
     res = json.loads((out / "results.json").read_text())
     assert res["n_total"] == 5 and res["reference_generator"] == "ref-model"
@@ -190,18 +198,8 @@ def test_mt_bench_judge_without_any_rating_fails_clearly(tmp_path, tiny_model_di
     assert res["counts"]["dropped"] == 2 and "2 judgment(s) had no parsable rating" in " ".join(stdout.split())
 
 
-def _alpaca_args(model, ref, tpl, out, judge_url, parser, judge_model="judge-z"):
-    return ["eval", "alpaca-eval", "--model", model, "--reference", str(ref), "--judge-prompt", str(tpl),
-            "--judge-parser", parser, "--judge-model", judge_model, "--judge-base-url", judge_url, "--output", str(out),
-            "--max-new-tokens", "6", "--temperature", "0"]  # fmt: skip
-
-
 def test_alpaca_eval_judge_without_any_preference_fails_clearly(tmp_path, tiny_model_dir):
-    ref = tmp_path / "ref.json"
-    ref.write_text(json.dumps([{"instruction": f"Say word {i}.", "output": f"word {i}", "generator": "ref-model"} for i in range(4)]))
-    tpl = tmp_path / "judge.txt"
-    tpl.write_text(ALPACA_TEMPLATE)
-    out = tmp_path / "ae"
+    ref, tpl, out = _alpaca_files(tmp_path, 4)
     with FakeJudge(lambda body: "Output (a) is better.") as fj:
         code, stdout, stderr, exc = invoke(_alpaca_args(tiny_model_dir, ref, tpl, out, fj.base_url, "token"))
         assert fj.calls == 4
