@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import glob as _glob
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -309,12 +311,17 @@ class LoadedSource:
         return source_label(self.source)
 
     def locate(self, row: int) -> str:
-        if len(self.files) < 2 or not self.file_rows:
+        """Where row ``row`` (0-based, over the whole source) stands: its file when there are several, and
+        its 1-based line in a JSON-lines file — what an editor shows."""
+        if not self.file_rows or len(self.files) != len(self.file_rows):
             return ""
         start = 0
         for f, n in zip(self.files, self.file_rows):
             if row < start + n:
-                return f" (file {f.name} row {row - start})"
+                line = jsonl_line(f, row - start)
+                parts = [f"file {f.name} row {row - start}"] if len(self.files) > 1 else []
+                parts += [f"line {line}"] if line else []
+                return f" ({', '.join(parts)})" if parts else ""
             start += n
         return ""
 
@@ -332,6 +339,38 @@ def _fmt(path: Path) -> str:
         if name.endswith(c):
             name = name[: -len(c)]
     return Path(name).suffix
+
+
+def jsonl_line(path: Path, row: int) -> int | None:
+    """The 1-based line of ``row`` (0-based) in a JSON-lines file, whose readers skip blank lines; None for
+    other formats. Only for error messages: it reads the file up to that row."""
+    fmt = _fmt(path)
+    if fmt not in (".jsonl", ".ndjson", ".json"):
+        return None
+    try:
+        lines = _nonblank_lines(str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if lines is None or row >= len(lines):
+        return None
+    return lines[row]
+
+
+@lru_cache(maxsize=4)
+def _nonblank_lines(path: str, _mtime: int):
+    """Line numbers of the non-blank lines of a (possibly compressed) text file, cached per version."""
+    from array import array
+
+    import pyarrow as pa
+
+    out = array("q")
+    with pa.input_stream(path, compression="detect") as fh:
+        for lineno, line in enumerate(io.TextIOWrapper(fh, encoding="utf-8", errors="replace"), 1):
+            if line.strip():
+                if not out and line.lstrip().startswith("["):
+                    return None  # a .json array, not JSON lines: rows are not lines
+                out.append(lineno)
+    return out
 
 
 def _read_jsonl_python(path: Path, where: str):

@@ -150,7 +150,7 @@ def test_invalid_rows_fail_with_source_and_row_or_are_skipped(project):
     (project / "bad.yaml").write_text(f"data:\n  mixture:\n    - {{path: {project / 'bad.jsonl'}}}\n")
     r = invoke("preview", "--task", "sft", "--data", str(project / "bad.yaml"))
     assert isinstance(r.exception, DataError) and r.exception.exit_code == 2
-    assert f"source {project / 'bad.jsonl'} (train) row 1: messages ends with a user turn" in str(r.exception)
+    assert f"source {project / 'bad.jsonl'} (train) row 1 (line 2): messages ends with a user turn" in str(r.exception)
     out = as_json("preview", "--task", "sft", "--data", str(project / "bad.yaml"), "--skip-invalid")
     assert out["splits"]["train"]["rows"] == 1
     assert out["splits"]["train"]["sources"][0]["invalid"] == 1

@@ -284,3 +284,30 @@ def test_one_local_file_as_train_and_test_is_refused(tmp_path):
     with pytest.raises(ConfigError) as exc:
         plan_mixture(data, "sft")
     assert "train and test" in str(exc.value)
+
+
+def test_invalid_rows_name_the_line_an_editor_shows(tmp_path):
+    """Rows are 0-based over a source; in JSON-lines files (blank lines skipped, gzip too) the error also
+    gives the 1-based line, and the file among several."""
+    import gzip
+
+    good = json.dumps({"messages": conv("ok")})
+    bad = json.dumps({"messages": [{"role": "wizard", "content": "hi"}]})
+    (tmp_path / "one.jsonl").write_text(f"{good}\n\n{good}\n   \n{bad}\n")
+    with gzip.open(tmp_path / "one.jsonl.gz", "wt") as fh:
+        fh.write(f"\n{bad}\n")
+    (tmp_path / "shard-0.jsonl").write_text(f"{good}\n{good}\n")
+    (tmp_path / "shard-1.jsonl").write_text(f"{good}\n\n{bad}\n")
+    (tmp_path / "array.json").write_text(json.dumps([json.loads(good), json.loads(bad)], indent=1))
+
+    def where(path):
+        with pytest.raises(DataError) as exc:
+            mix(DataConfig(mixture=[{"path": str(path)}]), "sft")
+        [p] = exc.value.problems
+        assert "wizard" in p.message
+        return p.where
+
+    assert where(tmp_path / "one.jsonl").endswith("row 2 (line 5)")
+    assert where(tmp_path / "one.jsonl.gz").endswith("row 0 (line 2)")
+    assert where(tmp_path / "shard-*.jsonl").endswith("row 3 (file shard-1.jsonl row 1, line 3)")
+    assert where(tmp_path / "array.json").endswith("row 1")  # a JSON array has no lines to point at

@@ -89,10 +89,10 @@ def test_errors_name_source_row_and_problem_then_count_the_rest(tmp_path):
     with pytest.raises(DataError) as e:
         mix(DataConfig(mixture=[{"path": a}, {"path": b}]), "sft")
     probs = e.value.problems
-    assert probs[0].where == f"source {a} (train) row 5"
+    assert probs[0].where == f"source {a} (train) row 5 (line 6)"
     assert probs[0].message == "messages[1].role is 'bot'; expected system, user or assistant"
     assert "skip_invalid" in probs[0].fix
-    assert probs[1].where == f"source {a} (train) row 7"
+    assert probs[1].where == f"source {a} (train) row 7 (line 8)"
     assert probs[1].message == "messages ends with a user turn; SFT rows must end with an assistant turn"
     assert len(probs) == 21
     assert probs[-1].message == f"and 12 more invalid rows (32 in all; per source: {a} (train): 31, {b} (train): 1)"
@@ -104,7 +104,7 @@ def test_rows_in_a_glob_are_located_in_their_file(tmp_path):
     write_jsonl(tmp_path / "p-1.jsonl", [{"messages": [U, A]}, {"messages": [A]}])
     with pytest.raises(DataError) as e:
         mix(DataConfig(mixture=[{"path": str(tmp_path / "p-*.jsonl")}]), "sft")
-    assert e.value.problems[0].where.endswith("row 4 (file p-1.jsonl row 1)")
+    assert e.value.problems[0].where.endswith("row 4 (file p-1.jsonl row 1, line 2)")
 
 
 def test_skip_invalid_drops_rows_and_counts_them_per_source(tmp_path):
@@ -189,7 +189,7 @@ def test_dpo_invalid_rows_are_reported_and_skippable(tmp_path):
     p = write_jsonl(tmp_path / "prefs.jsonl", [good, bad, good])
     with pytest.raises(DataError) as e:
         mix(DataConfig(mixture=[{"path": p}]), "dpo")
-    assert e.value.problems[0].where == f"source {p} (train) row 1"
+    assert e.value.problems[0].where == f"source {p} (train) row 1 (line 2)"
     assert e.value.problems[0].message == "chosen and rejected are identical"
     res = mix(DataConfig(mixture=[{"path": p}], skip_invalid=True), "dpo")
     assert res.tables["train"].num_rows == 2
