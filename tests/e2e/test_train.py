@@ -1,7 +1,8 @@
 """Training for real, through the CLI as a user runs it, on the tiny demo model (CPU, offline).
 
 Each test starts `python -m alignkit sft|dpo ...` in a subprocess: the parent validates and spawns
-`accelerate launch`, which runs alignkit.train.sft|dpo, which drives TRL.
+alignkit.train.sft|dpo (directly for one process, through `accelerate launch` for several or DeepSpeed),
+which drives TRL.
 """
 
 from __future__ import annotations
