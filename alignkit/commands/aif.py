@@ -294,3 +294,7 @@ def distill(
         f"cut at --max-new-tokens: {c['truncated_answers']}{' (dropped)' if drop_truncated else ''}\n"
         f"dataset: {escape(str(output))}"
     )
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="aif")

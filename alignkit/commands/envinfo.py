@@ -7,7 +7,9 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from alignkit import __version__, ui
 
@@ -67,3 +69,12 @@ def show(as_json: bool) -> None:
         t.add_row(pkg, ver or "-")
     t.add_row("accelerate default config", info["accelerate_default_config"] or "(none)")
     ui.out_console().print(t)
+
+
+def env_command(as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False) -> None:
+    """Versions, GPUs and accelerate's default config, for bug reports."""
+    show(as_json=as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("env")(env_command)

@@ -544,5 +544,6 @@ def report(
         console.print(f"plot: {p}")
 
 
-report_app = typer.Typer(add_completion=False)
-report_app.command("report")(report)
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="eval")
+    root.command("report")(report)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from alignkit import ui
 from alignkit.errors import Problem, UsageError
@@ -30,3 +33,17 @@ def run(adapter: Path, output: Path, dtype: str) -> None:
         output.rmdir()
     merge_adapter(str(adapter), output, dtype=dtype)
     ui.info(f"[green]merged model:[/green] {output}")
+
+
+def merge_command(
+    adapter: Annotated[Path, typer.Argument(help="A LoRA/QLoRA adapter dir (e.g. an SFT output).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where the merged full model is written.")],
+    dtype: Annotated[str, typer.Option("--dtype", help="Dtype of the merged weights (bfloat16, float16, float32).")
+                     ] = "bfloat16",
+) -> None:
+    """Merge a LoRA/QLoRA adapter into its base (dequantized) and save a full model."""
+    run(adapter, output, dtype)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("merge")(merge_command)

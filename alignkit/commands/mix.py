@@ -639,3 +639,7 @@ def _decontam_report(report: dict, con) -> None:
         con.print(f"dropped from the build in {report.get('output')}", markup=False)
     elif report["rows_flagged"]:
         con.print("to train without them: alignkit mix build ... --decontaminate FILE (or this command with --drop --output DIR)", markup=False)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="mix")

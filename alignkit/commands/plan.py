@@ -1,9 +1,6 @@
 """`alignkit plan`: will this recipe fit on these GPUs, and if not, what would make it fit.
 
-Wiring (alignkit/cli.py)::
-
-    from alignkit.commands import plan as _plan_cmd
-    _plan_cmd.register(app)          # replaces the "not available yet" stub
+Registered like every command module: alignkit/cli.py calls ``register(app)``.
 
 Importing this module is light (typer only); the planner itself imports no torch.
 Exit codes: 0 fits, 3 does not fit (EXIT_DOES_NOT_FIT), 2 bad input.

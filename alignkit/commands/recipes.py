@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
+
+import typer
 
 from alignkit import ui
+from alignkit.commands import options
 from alignkit.config import recipes
 from alignkit.errors import ConfigError, Problem, UsageError
 
@@ -158,3 +161,59 @@ def schema(task: str) -> None:
 
     _check_task(task)
     ui.print_json(run_model(task).model_json_schema())
+
+
+# --------------------------------------------------------------------------- the commands
+
+recipes_app = typer.Typer(help="The shipped recipes: list, show resolved, copy to edit.", no_args_is_help=True)
+config_app = typer.Typer(help="The config schema: every key, its type, default and meaning.", no_args_is_help=True)
+_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+
+
+@recipes_app.command("list")
+def recipes_list(as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False) -> None:
+    """Table of recipes: name, task, variants, what each is."""
+    list_recipes(as_json=as_json)
+
+
+@recipes_app.command("show")
+def recipes_show(
+    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    task: _Task = "sft",
+    profile: options.Profile = None,
+    raw: Annotated[bool, typer.Option("--raw", help="The shipped file as is, with its comments.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="A comment line with each key's description.")] = False,
+) -> None:
+    """The resolved config of a recipe, each value with the layer it came from."""
+    show(name, task=task, profile=profile, raw=raw, explain=explain)
+
+
+@recipes_app.command("copy")
+def recipes_copy(
+    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    dest: Annotated[Path, typer.Argument(help="Directory to copy the recipe's YAML files into.")],
+) -> None:
+    """Copy a recipe's YAML files to edit them, then run with --config."""
+    copy(name, dest)
+
+
+@config_app.command("fields")
+def config_fields(
+    task: _Task = "sft",
+    section: Annotated[Optional[str], typer.Argument(
+        help="model | lora | data | train | launch (default: all).")] = None,
+    search: Annotated[Optional[str], typer.Option("--search", "-s", help="Only keys containing this text.")] = None,
+) -> None:
+    """Every config key with type, default and description."""
+    fields(task, section, search)
+
+
+@config_app.command("schema")
+def config_schema(task: _Task = "sft") -> None:
+    """The JSON schema of a run config (for editors and CI)."""
+    schema(task)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(recipes_app, name="recipes")
+    app.add_typer(config_app, name="config")

@@ -255,3 +255,7 @@ def logs(
     for chunk in slurm.logs(job_id, follow=follow):
         sys.stdout.write(redact(chunk))
         sys.stdout.flush()
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="slurm")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
 
 from alignkit import ui
+from alignkit.commands import options
 from alignkit.errors import EXIT_PREEMPTED, ConfigError, Problem
 from alignkit.launch.plan import LaunchPlan
 
@@ -260,3 +264,56 @@ def validate(*, recipe, task, profile, config_files, extra, num_gpus, num_nodes)
             ui.warn(w)
     if problems:
         raise ConfigError(problems)
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def _field_epilog(task: str) -> str:
+    from alignkit.config import docs as field_docs
+
+    return field_docs.epilog(task, options.OVERRIDES_HELP)
+
+
+def _run_command(task: str, ctx: typer.Context, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json,
+                 overwrite, push_to_hub) -> None:
+    code = run(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []],
+               extra=list(ctx.args), num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run, as_json=as_json,
+               overwrite=overwrite, push_to_hub=push_to_hub, argv=sys.argv)
+    raise typer.Exit(code)
+
+
+def sft_command(ctx: typer.Context, recipe: options.Recipe = None, profile: options.Profile = None,
+                config: options.ConfigFiles = None, num_gpus: options.NumGpus = None,
+                num_nodes: options.NumNodes = None, dry_run: options.DryRun = False, as_json: options.Json = False,
+                overwrite: options.Overwrite = False, push_to_hub: options.PushToHub = False) -> None:
+    """Supervised fine-tuning (step 1): validate, write the run, launch accelerate into TRL's SFTTrainer."""
+    _run_command("sft", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
+
+
+def dpo_command(ctx: typer.Context, recipe: options.Recipe = None, profile: options.Profile = None,
+                config: options.ConfigFiles = None, num_gpus: options.NumGpus = None,
+                num_nodes: options.NumNodes = None, dry_run: options.DryRun = False, as_json: options.Json = False,
+                overwrite: options.Overwrite = False, push_to_hub: options.PushToHub = False) -> None:
+    """Direct preference optimization (step 2): from an SFT model or adapter, into TRL's DPOTrainer."""
+    _run_command("dpo", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
+
+
+def validate_command(
+    ctx: typer.Context,
+    recipe: options.Recipe = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft or dpo (default: both of the recipe).")] = None,
+    profile: options.Profile = None,
+    config: options.ConfigFiles = None,
+    num_gpus: options.NumGpus = None,
+    num_nodes: options.NumNodes = None,
+) -> None:
+    """Check a config or recipe and report every problem at once (exit 2 if any)."""
+    validate(recipe=recipe, task=task, profile=profile, config_files=[str(c) for c in config or []],
+             extra=list(ctx.args), num_gpus=num_gpus, num_nodes=num_nodes)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sft", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("sft"))(sft_command)
+    app.command("dpo", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("dpo"))(dpo_command)
+    app.command("validate", context_settings=options.RUN_CONTEXT, epilog=options.OVERRIDES_HELP)(validate_command)
