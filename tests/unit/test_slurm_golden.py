@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit import slurm
+from alignkit.launch import slurm
 from alignkit.launch.plan import BatchMath, LaunchPlan
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm"
