@@ -481,3 +481,24 @@ esac'''})
     slurm.registry_path().write_text("\n".join(json.dumps(r) for r in recs) + "\nnot json\n[1]\n")
     assert slurm.busy_jobs("/o") == ["5 (RUNNING)"]
     assert slurm.busy_jobs("/nowhere") == []
+
+
+def test_a_jobs_log_is_read_from_where_slurm_says(tmp_path, monkeypatch):
+    log = tmp_path / "logs 50%" / "slurm-9.out"
+    bin_dir = _fake_slurm_bin(tmp_path, {"scontrol": f'''case "$*" in
+  "-o show job 9") echo "JobId=9 JobName=n JobState=$(cat {tmp_path}/state) StdOut={str(log).replace("%", "%%")}" ;;
+  *) exit 1 ;;
+esac'''})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "state").write_text("PENDING")
+    assert slurm.log_path("9") == log
+    assert list(slurm.job_logs("9")) == [f"(no output yet: job 9 is PENDING; the log will be {log})\n"]
+    log.parent.mkdir()
+    log.write_text("hello\n")
+    (tmp_path / "state").write_text("COMPLETED")
+    assert "".join(slurm.job_logs("9", follow=True, poll=0.01, idle_exit=0.05)) == "hello\n"
+    log.unlink()
+    with pytest.raises(RuntimeFailure) as exc:
+        list(slurm.job_logs("9"))
+    assert exc.value.problems[0].where == str(log)
