@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -27,37 +26,6 @@ def _esc(value) -> str:
     from rich.markup import escape
 
     return escape(str(value))
-
-
-def _safe_file_part(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "job"
-
-
-def _busy_jobs(output_dir: str) -> list[str]:
-    """Jobs alignkit submitted into this output dir that are still queued or running."""
-    import json
-
-    from alignkit import slurm
-
-    path = slurm.registry_path()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    ids = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if rec.get("output_dir") == output_dir and rec.get("job_id"):
-            ids.append(str(rec["job_id"]))
-    busy = []
-    for jid in dict.fromkeys(ids):
-        info = slurm._from_scontrol(jid)
-        if info is not None and info.active:
-            busy.append(f"{jid} ({info.state})")
-    return busy
 
 
 @app.command(context_settings=_RUN_CONTEXT, epilog=_EPILOG)
@@ -93,9 +61,9 @@ def submit(
                                    help="Start over in an output dir that holds a different run."),
 ) -> None:
     """Validate like `alignkit sft/dpo`, write the run and an sbatch script into <output_dir>/alignkit/, submit."""
-    from alignkit import slurm
     from alignkit.commands import train as train_cmd
-    from alignkit.launch import build
+    from alignkit.launch import build, slurm
+    from alignkit.launch.slurm import layout
 
     if task not in ("sft", "dpo"):
         raise UsageError(Problem("--task", f"unknown task {task!r}", "use --task sft or --task dpo"))
@@ -119,26 +87,23 @@ def submit(
                                       "export HF_TOKEN=... before submitting (the job inherits it; it is "
                                       "never written into the script)"))
     out_dir = Path(plan.output_dir)
-    rdir = build.run_dir(out_dir)
     name = job_name if job_name is not None else f"alignkit-{task}-{out_dir.name}"
-    script_path = rdir / f"slurm-{_safe_file_part(name)}.sbatch"
-    run_file = rdir / "run.yaml"
-    render_kwargs = dict(
-        job_name=name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, time=time, account=account,
-        qos=qos, constraint=constraint, exclusive=exclusive, extra_sbatch_args=tuple(sbatch_arg or ()),
-        env_setup=str(env_setup) if env_setup else None, log_dir=rdir, run_file=run_file,
-        cpus_per_task=cpus_per_task, signal_lead=signal_lead,
-    )
+    script_path = layout.script_path(out_dir, name)
+    log_dir = layout.log_dir(out_dir)
     # render first: a value that cannot go into the script is refused before anything is written
-    text = slurm.render_sbatch(plan, **render_kwargs)
+    text = slurm.render_sbatch(
+        plan, job_name=name, nodes=nodes, gpus_per_node=gpus_per_node, partition=partition, time=time,
+        account=account, qos=qos, constraint=constraint, exclusive=exclusive,
+        extra_sbatch_args=tuple(sbatch_arg or ()), env_setup=str(env_setup) if env_setup else None,
+        log_dir=log_dir, run_file=layout.run_file(out_dir), cpus_per_task=cpus_per_task, signal_lead=signal_lead)
     train_cmd.render_summary(plan)
     if dry_run:
         ui.info(f"[dim]dry run: would write {_esc(script_path)} and submit it; the log would be "
-                f"{_esc(rdir)}/slurm-<jobid>.out[/dim]")
+                f"{_esc(slurm.log_file(log_dir, '<jobid>'))}[/dim]")
         ui.print_out(text)
         return
 
-    busy = _busy_jobs(str(out_dir))
+    busy = slurm.busy_jobs(str(out_dir))
     if busy:
         raise ConfigError(Problem(str(out_dir), f"job {', '.join(busy)} already uses this output dir",
                                   "wait for it, cancel it (`alignkit slurm cancel JOBID`), or choose another "
@@ -158,16 +123,16 @@ def submit(
             train_cmd.build_demo_assets_if_used(plan.config)
             train_cmd.preflight(plan)
         spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
-        (rdir / "status.json").unlink(missing_ok=True)
+        layout.status_file(out_dir).unlink(missing_ok=True)
         slurm.write_script(script_path, text)
     finally:
         claim.lock_path.unlink(missing_ok=True)
     if claim.note:
         ui.warn(claim.note)
-    job_id = slurm.submit(script_path, record={"output_dir": str(out_dir), "log": slurm.log_pattern(rdir),
+    job_id = slurm.submit(script_path, record={"output_dir": str(out_dir), "log": slurm.log_pattern(log_dir),
                                                "task": task, "job_name": name, "nodes": nodes,
                                                "gpus_per_node": gpus_per_node})
-    log = rdir / f"slurm-{job_id}.out"
+    log = slurm.log_file(log_dir, job_id)
     verb = "resumes" if claim.resume else "starts"
     ui.info(f"[green]submitted[/green] job {job_id} ({_esc(name)}): {task} {verb} in {_esc(out_dir)}")
     ui.info(f"  script: {_esc(script_path)}")
@@ -198,7 +163,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
     """State, elapsed time, nodes and the run's last logged step/loss."""
-    from alignkit import slurm
+    from alignkit.launch import slurm
 
     jobs = slurm.status(job_id)
     if as_json:
@@ -237,7 +202,7 @@ def status(
 @app.command()
 def cancel(job_id: str = typer.Argument(..., metavar="JOBID")) -> None:
     """Cancel a job and confirm Slurm did (exit 1 for an unknown or finished job)."""
-    from alignkit import slurm
+    from alignkit.launch import slurm
 
     info = slurm.cancel(job_id)
     ui.print_out(f"job {info.job_id}: {info.state}")
@@ -249,10 +214,10 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
 ) -> None:
     """Print a job's log (all nodes, one file; requeued starts append to it)."""
-    from alignkit import slurm
+    from alignkit.launch import slurm
     from alignkit.secrets import redact
 
-    for chunk in slurm.logs(job_id, follow=follow):
+    for chunk in slurm.job_logs(job_id, follow=follow):
         sys.stdout.write(redact(chunk))
         sys.stdout.flush()
 

@@ -42,7 +42,7 @@ class LaunchPlan:
     command: list[str]
     # always the `accelerate launch` form (Slurm renders it per node)
     accelerate_command: list[str] = field(default_factory=list)
-    # the per-node flags slurm replaces (--machine_rank etc.) are added by alignkit.slurm, not here
+    # the per-node flags slurm replaces (--machine_rank etc.) are added by alignkit.launch.slurm.render, not here
     env: dict[str, str] = field(default_factory=dict)  # non-secret env the child needs
     notes: list[str] = field(default_factory=list)  # what was enabled/changed and why
     translations: list[str] = field(default_factory=list)  # handbook keys translated to current ones

@@ -129,7 +129,7 @@ def make_job(base: Path, worker: str, *, nodes: int = 1, per_node: int = 1, name
 
 
 def submit_job(job: Job, *, job_name: str = "alignkit-test", **kw) -> str:
-    from alignkit import slurm
+    from alignkit.launch import slurm
 
     text = slurm.render_sbatch(job.plan, job_name=job_name, nodes=job.plan.num_nodes,
                                gpus_per_node=job.plan.gpus_per_node, log_dir=job.log_dir,
@@ -139,7 +139,7 @@ def submit_job(job: Job, *, job_name: str = "alignkit-test", **kw) -> str:
 
 
 def wait_for(job_id: str, done: Callable[[object], bool], timeout: float = 60, what: str = "") -> object:
-    from alignkit import slurm
+    from alignkit.launch import slurm
 
     deadline = time.monotonic() + timeout
     info = None
@@ -172,7 +172,7 @@ def wait_log(job_id: str, text: str, timeout: float = 60) -> str:
 
 
 def read_log(job_id: str) -> str:
-    from alignkit import slurm
+    from alignkit.launch import slurm
 
     try:
         path = slurm.log_path(job_id)

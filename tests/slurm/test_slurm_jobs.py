@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from alignkit import slurm
+from alignkit.launch import slurm
 
 from .conftest import flat, make_job, read_log, submit_job, wait_log, wait_state
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alignkit import slurm
+from alignkit.launch import slurm
 
 from .conftest import flat, read_log, wait_log, wait_state
 

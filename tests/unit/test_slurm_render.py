@@ -1,6 +1,7 @@
 """The sbatch renderer, without Slurm: the script is executed by bash with fake `srun`, `scontrol`
 and `accelerate` on PATH, so quoting, per-node expansion and the preemption path are checked by
-what actually runs. The same scripts run on a real cluster in tests/slurm/."""
+what actually runs. The same scripts run on a real cluster in tests/slurm/; the command that renders
+them (`alignkit slurm submit --dry-run`) is tested in tests/cli/test_slurm_cli.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 
 from alignkit.errors import RuntimeFailure, UsageError
 from alignkit.launch.plan import BatchMath, LaunchPlan
-from alignkit import slurm
+from alignkit.launch import slurm
+from alignkit.launch.slurm import layout, query, render
 
 HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j [bold]"
 
@@ -266,7 +268,7 @@ def test_secrets_are_never_written(tmp_path, monkeypatch):
 
 
 def test_python_module_form_and_equals_flags():
-    launch = slurm._split_launch(["/v/bin/python", "-m", "accelerate.commands.launch", "--num_processes=4",
+    launch = render.split_launch(["/v/bin/python", "-m", "accelerate.commands.launch", "--num_processes=4",
                                   "--num-machines", "1", "--main_process_port=1234", "--mixed_precision", "bf16",
                                   "train.py", "--num_processes", "99"])
     assert launch.prefix == ["/v/bin/python", "-m", "accelerate.commands.launch"]
@@ -274,7 +276,7 @@ def test_python_module_form_and_equals_flags():
     assert launch.target == ["train.py", "--num_processes", "99"]  # the script's own args are untouched
     assert launch.port == "1234"
     with pytest.raises(ValueError):
-        slurm._split_launch(["python", "train.py"])
+        render.split_launch(["python", "train.py"])
 
 
 @pytest.mark.parametrize("value,seconds", [("90", 5400), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400),
@@ -325,10 +327,15 @@ def test_after_usr1_the_run_state_decides(fakes, tmp_path, state, exit_code, req
     assert (fout / "requeued").exists() == requeued, log
 
 
-def test_status_file_name_matches_the_trainer():
+def test_run_dir_layout_matches_the_trainer_and_the_launcher(tmp_path):
+    # layout.py mirrors these names so that `alignkit slurm status` stays light; the run contract replaces both
+    from alignkit.launch import build
     from alignkit.train.common import STATUS_FILE
 
-    assert slurm.STATUS_FILE == STATUS_FILE
+    assert layout.STATUS_FILE == STATUS_FILE
+    assert layout.run_dir(tmp_path) == build.run_dir(tmp_path)
+    run_file = str(layout.run_file(tmp_path))
+    assert layout.status_file_beside(run_file) == str(layout.status_file(tmp_path))
 
 
 def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
@@ -348,11 +355,11 @@ def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
 def test_parse_keyvals_with_spaces_and_equals_in_values():
     line = ("JobId=7 JobName=a b Foo=bar UserId=root(0) JobState=RUNNING Reason=None "
             "Command=/x y/alignkit/slurm-a.sbatch WorkDir=/w StdOut=/x y/alignkit/slurm-7.out Power=")
-    kv = slurm.parse_keyvals(line, slurm._SCONTROL_KEYS)
+    kv = query.parse_keyvals(line, query.SCONTROL_KEYS)
     assert kv["JobName"] == "a b Foo=bar"
     assert kv["JobState"] == "RUNNING"
     assert kv["StdOut"] == "/x y/alignkit/slurm-7.out"
-    assert slurm._output_dir_from_script(kv["Command"]) == "/x y"
+    assert layout.output_dir_from_script(kv["Command"]) == "/x y"
 
 
 def test_run_progress_reads_the_newest_state(tmp_path):
@@ -401,48 +408,7 @@ def test_log_patterns_round_trip(tmp_path):
     assert slurm.expand_pattern("/l/%x-%5j.out", "77", job_name="n") == "/l/n-00077.out"
 
 
-# ----------------------------------------------------------------------------- the command
-
-
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
-                                                    env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "alignkit", "slurm", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120, stdin=subprocess.DEVNULL)
-
-
-def test_submit_dry_run_quotes_what_the_user_typed(tmp_path):
-    out = tmp_path / HOSTILE
-    res = _cli("submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--nodes", "2",
-               "--gpus-per-node", "1", "--per_device_train_batch_size=8", f"--output_dir={out}", "--job-name",
-               HOSTILE, "--sbatch-arg", f"--comment={HOSTILE}", "--partition", "cpu;x", "--dry-run", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    script = res.stdout
-    assert script.startswith("#!/bin/bash")
-    assert f"#SBATCH --job-name={slurm.sbatch_quote(HOSTILE)}" in script
-    assert "#SBATCH --partition='cpu;x'" in script
-    assert "#SBATCH --gpus-per-node" not in script  # cpu profile: CPU processes, no GPU request
-    assert not out.exists()  # a dry run writes nothing
-    check = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    assert not list(tmp_path.rglob("PWNED*"))
-
-
-def test_submit_refuses_bad_input_with_exit_2(tmp_path):
-    base = ["submit", "--recipe", "tiny", "--profile", "cpu", "--task", "sft", "--gpus-per-node", "1",
-            f"--output_dir={tmp_path / 'o'}", "--dry-run"]
-    res = _cli(*base, "--job-name", "a\nb")
-    assert res.returncode == 2 and "--job-name" in res.stderr and "newline" in res.stderr
-    # validated exactly as `alignkit sft`: the global batch cannot be split over 3 processes
-    res = _cli(*base, "--nodes", "3")
-    assert res.returncode == 2 and "launch.global_batch_size" in res.stderr
-    res = _cli(*base, "--learning_rat=1e-5")
-    assert res.returncode == 2 and "learning_rat" in res.stderr
-    res = _cli(*base, "--time", "soon")
-    assert res.returncode == 2 and "--time" in res.stderr
-    res = _cli(*base[:-1], "--env-setup", str(tmp_path / "nope.sh"), "--dry-run")
-    assert res.returncode == 2 and "--env-setup" in res.stderr
+# ----------------------------------------------------------------------------- finished jobs
 
 
 def _fake_slurm_bin(tmp_path: Path, scripts: dict[str, str]) -> Path:
@@ -475,7 +441,7 @@ esac''',
     })
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
-    slurm._CLUSTER.clear()
+    query.forget_cluster_name()
     info = slurm.job_info("41")
     assert (info.state, info.name, info.nodes, info.node_list, info.elapsed, info.source) == \
         ("COMPLETED", "a b", "2", "n[1-2]", "01:01:03", "jobcomp")
@@ -485,4 +451,54 @@ esac''',
     with pytest.raises(RuntimeFailure) as exc:
         slurm.cancel("41")
     assert "already finished (COMPLETED)" in exc.value.problems[0].message
-    slurm._CLUSTER.clear()
+    query.forget_cluster_name()
+
+
+def test_script_and_log_paths_live_in_the_run_dir(tmp_path):
+    out = tmp_path / "run 50%"
+    script = layout.script_path(out, HOSTILE)
+    assert script.parent == out / "alignkit" and script.suffix == ".sbatch"
+    assert script.name == "slurm-x_touch_PWNED_touch_PWNED2_touch_PWNED3_q_dq_c_j_bold.sbatch"
+    assert layout.script_path(out, "..").name == "slurm-job.sbatch"
+    assert layout.output_dir_from_script(str(script)) == str(out)
+    log_dir = layout.log_dir(out)
+    assert slurm.log_file(log_dir, "77") == out / "alignkit" / "slurm-77.out"  # '%%' of the pattern undone
+    assert slurm.expand_pattern(slurm.log_pattern(log_dir), "77") == str(slurm.log_file(log_dir, "77"))
+
+
+def test_busy_jobs_are_the_active_ones_recorded_for_the_output_dir(tmp_path, monkeypatch):
+    bin_dir = _fake_slurm_bin(tmp_path, {"scontrol": '''case "$*" in
+  "-o show job 5") echo "JobId=5 JobName=a b JobState=RUNNING Reason=None" ;;
+  "-o show job 6") echo "JobId=6 JobName=a JobState=COMPLETED Reason=None" ;;
+  "show config") echo "ClusterName = c" ;;
+  *) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
+esac'''})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    recs = [{"job_id": "5", "output_dir": "/o"}, {"job_id": "6", "output_dir": "/o"}, {"job_id": "7", "output_dir": "/o"},
+            {"job_id": "5", "output_dir": "/o"}, {"job_id": "8", "output_dir": "/other"}]
+    slurm.registry_path().write_text("\n".join(json.dumps(r) for r in recs) + "\nnot json\n[1]\n")
+    assert slurm.busy_jobs("/o") == ["5 (RUNNING)"]
+    assert slurm.busy_jobs("/nowhere") == []
+
+
+def test_a_jobs_log_is_read_from_where_slurm_says(tmp_path, monkeypatch):
+    log = tmp_path / "logs 50%" / "slurm-9.out"
+    bin_dir = _fake_slurm_bin(tmp_path, {"scontrol": f'''case "$*" in
+  "-o show job 9") echo "JobId=9 JobName=n JobState=$(cat {tmp_path}/state) StdOut={str(log).replace("%", "%%")}" ;;
+  *) exit 1 ;;
+esac'''})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "state").write_text("PENDING")
+    assert slurm.log_path("9") == log
+    assert list(slurm.job_logs("9")) == [f"(no output yet: job 9 is PENDING; the log will be {log})\n"]
+    log.parent.mkdir()
+    log.write_text("hello\n")
+    (tmp_path / "state").write_text("COMPLETED")
+    assert "".join(slurm.job_logs("9", follow=True, poll=0.01, idle_exit=0.05)) == "hello\n"
+    log.unlink()
+    with pytest.raises(RuntimeFailure) as exc:
+        list(slurm.job_logs("9"))
+    assert exc.value.problems[0].where == str(log)
