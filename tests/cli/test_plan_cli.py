@@ -66,7 +66,7 @@ def test_does_not_fit_exit_3_with_the_changes_that_would_fit():
 
 
 def plan_cmd_exit_does_not_fit() -> int:
-    from alignkit.plan import EXIT_DOES_NOT_FIT
+    from alignkit.memory import EXIT_DOES_NOT_FIT
 
     return EXIT_DOES_NOT_FIT
 

@@ -1,5 +1,5 @@
-"""The memory planner: parameter counts, the activation formula against measured saved tensors, the sanity
-anchors of issue #7, the changes it suggests, and its JSON."""
+"""The memory planner (alignkit.memory): parameter counts, the activation formula against measured saved tensors,
+the sanity anchors of issue #7, the changes it suggests, its JSON, and the layers it may import."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from alignkit.commands.plan import plan_request
 from alignkit.errors import ConfigError
-from alignkit.plan import (GIB, KNOWN_MODELS, SIZES, Arch, PlanRequest, Setup, activation_bytes, arch_from_config,
-                           estimate, lora_trainable, plan_memory, resolve_arch)
+from alignkit.memory import (GIB, KNOWN_MODELS, SIZES, Arch, PlanRequest, Setup, activation_bytes, arch_from_config,
+                             estimate, lora_trainable, resolve_arch)
 
 ZEPHYR = "zephyr-7b-beta"
 
@@ -169,14 +170,14 @@ def test_checkpointing_keeps_only_layer_inputs():
 
 
 def test_7b_full_zero3_on_8x80_fits():
-    plan = plan_memory(zephyr())
+    plan = plan_request(zephyr())
     assert plan.setup.zero_stage == 3 and plan.setup.adaptation == "full" and plan.setup.world_size == 8
     assert plan.estimate.total_params == 7_241_732_096
     assert plan.fits and plan.suggestions == []
 
 
 def test_7b_qlora_sft_at_2048_fits_one_24gb_gpu():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=24))
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=24))
     s = plan.setup
     assert (s.adaptation, s.quant_bits, s.max_length, s.world_size) == ("qlora", 4, 2048, 1)
     assert plan.fits
@@ -185,7 +186,7 @@ def test_7b_qlora_sft_at_2048_fits_one_24gb_gpu():
 
 
 def test_7b_full_on_one_24gb_gpu_does_not_fit_and_qlora_is_suggested():
-    plan = plan_memory(zephyr(gpus=1, mem=24))
+    plan = plan_request(zephyr(gpus=1, mem=24))
     assert not plan.fits and plan.total_gib > 100
     assert plan.suggestions and all(sg.fits for sg in plan.suggestions)
     flags = [" ".join(sg.flags) for sg in plan.suggestions]
@@ -194,10 +195,10 @@ def test_7b_full_on_one_24gb_gpu_does_not_fit_and_qlora_is_suggested():
 
 
 def test_same_anchors_with_a_size_instead_of_the_recipe_model():
-    assert plan_memory(zephyr(model="7b")).fits
-    assert plan_memory(zephyr(profile="qlora", gpus=1, mem=24, model="7b")).fits
-    assert not plan_memory(zephyr(gpus=1, mem=24, model="7b")).fits
-    assert not plan_memory(zephyr(model="70b")).fits
+    assert plan_request(zephyr(model="7b")).fits
+    assert plan_request(zephyr(profile="qlora", gpus=1, mem=24, model="7b")).fits
+    assert not plan_request(zephyr(gpus=1, mem=24, model="7b")).fits
+    assert not plan_request(zephyr(model="70b")).fits
 
 
 # --------------------------------------------------------------------------- what each setting changes
@@ -258,7 +259,7 @@ def test_quantized_weights():
 
 
 def test_micro_batch_suggestion_keeps_the_global_batch():
-    plan = plan_memory(zephyr(gpus=2))  # 7B full ZeRO-3 on 2 x 80: micro-batch 32 is too much
+    plan = plan_request(zephyr(gpus=2))  # 7B full ZeRO-3 on 2 x 80: micro-batch 32 is too much
     assert not plan.fits
     first = plan.suggestions[0]
     assert first.flags[0].startswith("--per_device_train_batch_size=")
@@ -266,24 +267,24 @@ def test_micro_batch_suggestion_keeps_the_global_batch():
     assert s.global_batch == plan.setup.global_batch == 512 and s.micro_batch < 32 and first.fits
     assert "global batch 512 kept" in first.change
     # the flag really makes it fit when fed back
-    again = plan_memory(zephyr(gpus=2, overrides=tuple(first.flags)))
+    again = plan_request(zephyr(gpus=2, overrides=tuple(first.flags)))
     assert again.fits and again.setup.micro_batch == s.micro_batch
 
 
 def test_accumulation_flag_when_the_global_batch_is_not_managed():
-    plan = plan_memory(zephyr(gpus=2, overrides=("--launch.global_batch_size=null",)))
+    plan = plan_request(zephyr(gpus=2, overrides=("--launch.global_batch_size=null",)))
     first = plan.suggestions[0]
     assert any(f.startswith("--gradient_accumulation_steps=") for f in first.flags)
 
 
 def test_checkpointing_suggested_when_off():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=24, overrides=("--gradient_checkpointing=false",)))
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=24, overrides=("--gradient_checkpointing=false",)))
     assert not plan.fits
     assert plan.suggestions[0].flags == ["--gradient_checkpointing=true"]
 
 
 def test_dpo_precompute_suggested():
-    plan = plan_memory(zephyr(task="dpo", gpus=1, mem=80, overrides=("--per_device_train_batch_size=1",
+    plan = plan_request(zephyr(task="dpo", gpus=1, mem=80, overrides=("--per_device_train_batch_size=1",
                                                                       "--launch.global_batch_size=null")))
     assert not plan.fits
     changes = [" ".join(s.flags) for s in plan.suggestions]
@@ -293,7 +294,7 @@ def test_dpo_precompute_suggested():
 
 
 def test_nothing_fits_says_so():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=2, overrides=("--per_device_train_batch_size=1",
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=2, overrides=("--per_device_train_batch_size=1",
                                                                           "--launch.global_batch_size=null")))
     assert not plan.fits and plan.suggestions == []
 
@@ -302,7 +303,7 @@ def test_nothing_fits_says_so():
 
 
 def test_json_shape():
-    data = plan_memory(zephyr(gpus=1, mem=24)).to_json()
+    data = plan_request(zephyr(gpus=1, mem=24)).to_json()
     json.dumps(data)
     assert {"task", "recipe", "profile", "device", "model", "world_size", "memory_per_device_gib", "settings",
             "breakdown_gib", "activations_gib", "total_gib", "fits", "headroom_gib", "suggestions",
@@ -325,17 +326,48 @@ def test_json_shape():
 
 def test_cpu_profile_plans_host_ram_per_process(tiny_assets):
     small = ("--per_device_train_batch_size=8",)
-    plan = plan_memory(PlanRequest(task="sft", recipe="tiny", profile="cpu", num_gpus=2, overrides=small))
+    plan = plan_request(PlanRequest(task="sft", recipe="tiny", profile="cpu", num_gpus=2, overrides=small))
     assert plan.setup.device == "cpu" and plan.setup.dtype_bytes == 4 and plan.setup.zero_stage == 0
     assert plan.mem_source.startswith("host RAM") and "2 process" in plan.mem_source
     assert plan.estimate.ddp_buckets > 0 and plan.fits
-    z3 = plan_memory(PlanRequest(task="sft", recipe="tiny", profile="full,cpu", num_gpus=2, overrides=small))
+    z3 = plan_request(PlanRequest(task="sft", recipe="tiny", profile="full,cpu", num_gpus=2, overrides=small))
     assert z3.setup.zero_stage == 3 and z3.setup.device == "cpu"
 
 
 def test_bad_input_is_a_config_error():
     with pytest.raises(ConfigError):
-        plan_memory(zephyr(profile="nope"))
+        plan_request(zephyr(profile="nope"))
     with pytest.raises(ConfigError) as exc:
-        plan_memory(zephyr(mem=-1))
+        plan_request(zephyr(mem=-1))
     assert exc.value.problems[0].where == "--gpu-mem-gb"
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def test_memory_imports_only_the_ground_floor_and_config():
+    """alignkit.memory sits beside launch/train: every alignkit import in it (at module level or inside a
+    function) is the ground floor, config, or memory itself; runs are resolved by the caller's function."""
+    import ast
+    from pathlib import Path
+
+    import alignkit.memory
+
+    allowed = ("alignkit.errors", "alignkit.fsutil", "alignkit.ui", "alignkit.secrets", "alignkit.config",
+               "alignkit.memory")
+    package = Path(alignkit.memory.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # relative: `from . import x` stays in memory, `from .. import x` is some other alignkit module
+                names = [node.module or ""] if not node.level else \
+                    ["alignkit.memory"] if node.level == 1 else [f"alignkit.{node.module or '?'}"]
+            else:
+                continue
+            found += [(path.name, n) for n in names if n.split(".")[0] == "alignkit"]
+    assert found, "the walk found no imports at all"
+    wrong = [(f, n) for f, n in found if not any(n == a or n.startswith(a + ".") for a in allowed)]
+    assert not wrong, wrong
