@@ -19,7 +19,8 @@ from alignkit.memory.catalogue import KNOWN_MODELS, SIZES
 
 @dataclass(frozen=True)
 class Arch:
-    """A decoder-only transformer's shapes (Llama family layout: q/k/v/o, gated MLP, RMSNorm)."""
+    """A decoder-only transformer's shapes (Llama family layout: q/k/v/o, gated MLP, RMSNorm; the fields below
+    cover Gemma, Mixtral's experts and StarCoder2's biased, ungated MLP and LayerNorms)."""
 
     hidden: int
     layers: int
@@ -34,6 +35,9 @@ class Arch:
     experts: int = 1  # MoE: experts per layer (parameters)
     experts_per_token: int = 1  # MoE: experts each token runs through (activations)
     max_position: int = 4096
+    linear_bias: bool = False  # every linear layer has a bias (StarCoder2's use_bias)
+    norm_bias: bool = False  # LayerNorm with a bias instead of RMSNorm (StarCoder2)
+    mlp_names: tuple[str, str] = ("up_proj", "down_proj")  # the MLP's in/out projections (StarCoder2: c_fc, c_proj)
     name: str = ""
     source: str = ""  # where the shapes came from
 
@@ -52,13 +56,14 @@ class Arch:
     def linears(self) -> dict[str, tuple[int, int, int]]:
         """Linear layers of one decoder layer: name -> (in, out, copies)."""
         h, i = self.hidden, self.intermediate
+        up, down = self.mlp_names
         out = {
             "q_proj": (h, self.q_dim, 1),
             "k_proj": (h, self.kv_dim, 1),
             "v_proj": (h, self.kv_dim, 1),
             "o_proj": (self.q_dim, h, 1),
-            "up_proj": (h, i, self.experts),
-            "down_proj": (i, h, self.experts),
+            up: (h, i, self.experts),
+            down: (i, h, self.experts),
         }
         if self.gated_mlp:
             out["gate_proj"] = (h, i, self.experts)
@@ -68,12 +73,22 @@ class Arch:
         return sum(a * b * n for a, b, n in self.linears().values())
 
     def layer_params(self) -> int:
-        extra = 2 * self.hidden  # two norms
-        if self.attention_bias:
+        extra = 2 * self.hidden * (2 if self.norm_bias else 1)  # two norms
+        if self.attention_bias or self.linear_bias:
             extra += self.q_dim + 2 * self.kv_dim
+        if self.linear_bias:
+            extra += sum(fan_out * n for name, (_, fan_out, n) in self.linears().items()
+                         if name not in ("q_proj", "k_proj", "v_proj"))
         if self.experts > 1:
             extra += self.hidden * self.experts  # router
         return self.layer_linear_params() + extra
+
+    def expert_params(self) -> int:
+        """Parameters of one expert of one layer (MoE; 0 for a dense model)."""
+        if self.experts <= 1:
+            return 0
+        return sum(fan_in * fan_out + (fan_out if self.linear_bias else 0)
+                   for fan_in, fan_out, n in self.linears().values() if n == self.experts)
 
     @property
     def embed_params(self) -> int:
@@ -90,13 +105,22 @@ class Arch:
 
     @property
     def total_params(self) -> int:
-        return self.embed_params + self.head_params + self.layers * self.layer_params() + self.hidden
+        final_norm = self.hidden * (2 if self.norm_bias else 1)
+        return self.embed_params + self.head_params + self.layers * self.layer_params() + final_norm
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token runs through: a MoE model's total less its unused experts (all are stored,
+        trained and sharded; only `experts_per_token` of them make activations)."""
+        unused = self.layers * (self.experts - self.experts_per_token) * self.expert_params()
+        return self.total_params - unused
 
     def describe(self) -> str:
         return (f"{self.total_params / 1e9:.2f}B params: hidden {self.hidden}, {self.layers} layers, MLP "
                 f"{self.intermediate}, vocab {self.vocab}, {self.heads} heads / {self.kv_heads} KV"
                 + (", tied embeddings" if self.tied else "")
-                + (f", MoE {self.experts_per_token} of {self.experts} experts" if self.experts > 1 else ""))
+                + (f", MoE {self.experts_per_token} of {self.experts} experts "
+                   f"({self.active_params / 1e9:.1f}B active)" if self.experts > 1 else ""))
 
 
 def arch_from_config(cfg: dict[str, Any], name: str = "", source: str = "") -> Arch:
@@ -109,6 +133,7 @@ def arch_from_config(cfg: dict[str, Any], name: str = "", source: str = "") -> A
             inter = cfg.get("intermediate_size") or cfg.get("ffn_hidden_size") or 4 * h
             model_type = str(cfg.get("model_type", ""))
             experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or 1)
+            starcoder2 = model_type == "starcoder2"  # biased linears (use_bias, default true), LayerNorm, c_fc/c_proj
             return Arch(
                 hidden=h,
                 layers=int(cfg["num_hidden_layers"]),
@@ -123,6 +148,9 @@ def arch_from_config(cfg: dict[str, Any], name: str = "", source: str = "") -> A
                 experts=experts,
                 experts_per_token=int(cfg.get("num_experts_per_tok") or 1),
                 max_position=int(cfg.get("max_position_embeddings") or 4096),
+                linear_bias=starcoder2 and bool(cfg.get("use_bias", True)),
+                norm_bias=starcoder2,
+                mlp_names=("c_fc", "c_proj") if starcoder2 else ("up_proj", "down_proj"),
                 name=name,
                 source=source,
             )

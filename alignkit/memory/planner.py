@@ -89,7 +89,7 @@ class MemoryPlan:
             "profile": self.launch.profile,
             "device": s.device,
             "model": {"name": a.name, "source": a.source, "params": e.total_params,
-                      "trainable_params": e.trainable_params,
+                      "trainable_params": e.trainable_params, "active_params": a.active_params,
                       "arch": {k: v for k, v in asdict(a).items() if k not in ("name", "source")}},
             "world_size": s.world_size,
             "num_nodes": self.launch.num_nodes,

@@ -34,6 +34,92 @@ def test_known_models_have_their_published_parameter_counts(model, params):
     assert resolve_arch(model).total_params == params
 
 
+# --------------------------------------------------------------------------- the handbook's recipe families (#14)
+
+#: every model_name_or_path the alignment-handbook's recipes of these families name (2023-11 .. 2025-07-29)
+HANDBOOK_MODELS = [
+    "mistralai/Mistral-7B-v0.1", "alignment-handbook/zephyr-7b-sft-full", "alignment-handbook/zephyr-7b-sft-qlora",
+    "google/gemma-7b", "HuggingFaceH4/zephyr-7b-gemma-sft-v0.1", "mistral-community/Mixtral-8x22B-v0.1",
+    "bigcode/starcoder2-15b", "HuggingFaceH4/starchat2-15b-sft-v0.1", "HuggingFaceTB/SmolLM-360M",
+    "HuggingFaceTB/SmolLM2-1.7B", "HuggingFaceTB/SmolLM2-360M", "loubnabnl/smollm2-1.7B-sft",
+    "loubnabnl/smollm2-360M-sft", "HuggingFaceTB/SmolLM3-3B-Base", "HuggingFaceTB/SmolLM3-3B-checkpoints",
+    "HuggingFaceTB/SmolLM3-SFT", "alignment-handbook/mistral-7b-sft-constitutional-ai",
+    "teknium/OpenHermes-2.5-Mistral-7B",
+]
+
+
+def test_every_handbook_recipe_model_is_known_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty Hugging Face cache: the table alone answers
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    for model in HANDBOOK_MODELS:
+        assert resolve_arch(model).source == "alignkit's table of known models", model
+
+
+@pytest.mark.parametrize("model, published, active", [
+    ("google/gemma-7b", 8.54e9, None),  # Gemma's model card / hub: 8.54B
+    ("mistral-community/Mixtral-8x22B-v0.1", 141e9, 39e9),  # Mistral AI: 141B total, 39B active
+    ("bigcode/starcoder2-15b", 15.96e9, None),  # hub: 15.96B ("16B")
+    ("HuggingFaceTB/SmolLM-135M", 135e6, None),
+    ("HuggingFaceTB/SmolLM-360M", 360e6, None),
+    ("HuggingFaceTB/SmolLM-1.7B", 1.7e9, None),
+    ("HuggingFaceTB/SmolLM2-1.7B", 1.7e9, None),
+    ("HuggingFaceTB/SmolLM3-3B", 3.08e9, None),  # hub: 3.08B
+])
+def test_handbook_families_have_their_published_sizes(model, published, active):
+    arch = resolve_arch(model)
+    assert arch.total_params == pytest.approx(published, rel=0.02)
+    assert arch.active_params == pytest.approx(active or published, rel=0.02)
+
+
+@pytest.mark.parametrize("config", [
+    # the published config.json files' shape keys
+    dict(model_type="gemma", hidden_size=3072, num_hidden_layers=28, intermediate_size=24576, num_attention_heads=16,
+         num_key_value_heads=16, head_dim=256, vocab_size=256000, max_position_embeddings=8192, _id="google/gemma-7b"),
+    dict(model_type="mixtral", hidden_size=6144, num_hidden_layers=56, intermediate_size=16384, num_attention_heads=48,
+         num_key_value_heads=8, vocab_size=32000, num_local_experts=8, num_experts_per_tok=2,
+         max_position_embeddings=65536, tie_word_embeddings=False, _id="mistral-community/Mixtral-8x22B-v0.1"),
+    dict(model_type="starcoder2", hidden_size=6144, num_hidden_layers=40, intermediate_size=24576,
+         num_attention_heads=48, num_key_value_heads=4, vocab_size=49152, use_bias=True, norm_type="layer_norm",
+         max_position_embeddings=16384, tie_word_embeddings=False, _id="bigcode/starcoder2-15b"),
+    dict(model_type="llama", hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
+         num_key_value_heads=3, vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True,
+         _id="HuggingFaceTB/SmolLM-135M"),
+    dict(model_type="smollm3", hidden_size=2048, num_hidden_layers=36, intermediate_size=11008, num_attention_heads=16,
+         num_key_value_heads=4, vocab_size=128256, max_position_embeddings=65536, tie_word_embeddings=True,
+         _id="HuggingFaceTB/SmolLM3-3B"),
+])
+def test_table_agrees_with_the_published_config_json(config):
+    """The table's entry and the model's config.json (read as a local directory would be) give one model."""
+    config = dict(config)
+    table = resolve_arch(config.pop("_id"))
+    from_json = arch_from_config(config)
+    assert from_json.total_params == table.total_params and from_json.active_params == table.active_params
+    assert (from_json.max_position, from_json.tied, from_json.gated_mlp, from_json.linears()) == \
+        (table.max_position, table.tied, table.gated_mlp, table.linears())
+
+
+def test_moe_stores_every_expert_and_activates_top_k():
+    """Mixtral: weights, gradients and optimizer states count all 8 experts; activations only the 2 a token uses
+    (the same bytes as a dense MLP as wide as the two experts side by side)."""
+    moe = resolve_arch("mistral-community/Mixtral-8x22B-v0.1")
+    assert moe.active_params < moe.total_params / 3
+    s = Setup(task="sft", arch=moe, zero_stage=3, world_size=64, micro_batch=1, max_length=2048)
+    e = estimate(s)
+    assert e.total_params == e.trainable_params == moe.total_params
+    assert e.weights == pytest.approx(moe.total_params * 2 / 64)
+    dense = replace(moe, experts=1, experts_per_token=1, intermediate=2 * moe.intermediate)
+    for ckpt in (True, False):
+        assert activation_bytes(s, ckpt) == activation_bytes(replace(s, arch=dense), ckpt)
+    assert "MoE 2 of 8 experts (39.2B active)" in moe.describe()
+
+
+def test_starcoder2_lora_targets_its_own_mlp_names():
+    arch = resolve_arch("bigcode/starcoder2-15b")
+    assert set(arch.linears()) == {"q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "c_proj"}
+    s = Setup(task="sft", arch=arch, adaptation="lora", lora_r=8, lora_targets=("c_fc", "c_proj"))
+    assert lora_trainable(s) == 40 * 8 * 2 * (6144 + 24576)
+
+
 def test_sizes_name_known_models():
     for size, hub in SIZES.items():
         assert hub in KNOWN_MODELS
@@ -50,6 +136,18 @@ def test_sizes_name_known_models():
          num_key_value_heads=2, vocab_size=1000),
     dict(model_type="qwen2", hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
          num_key_value_heads=2, vocab_size=500, tie_word_embeddings=True),
+    # the handbook's families: Gemma (heads wider than hidden, tied), Mixtral (experts + router), StarCoder2
+    # (biased linears, LayerNorms, ungated MLP; with and without use_bias), SmolLM3 (NoPE layers, tied)
+    dict(model_type="gemma", hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, head_dim=32, vocab_size=500),
+    dict(model_type="mixtral", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, num_local_experts=4, num_experts_per_tok=2),
+    dict(model_type="starcoder2", hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, tie_word_embeddings=False),
+    dict(model_type="starcoder2", hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, use_bias=False),
+    dict(model_type="smollm3", hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, pad_token_id=0, tie_word_embeddings=True),
 ])
 def test_config_json_counts_match_transformers(kwargs):
     """The count from config.json equals the parameters transformers builds (on the meta device: no memory)."""
