@@ -5,7 +5,7 @@
 
 Two models, each trained through `alignkit sft --recipe tiny --profile cpu` with packing (so every row is
 max_length tokens, the planner's worst case) and planned with the same overrides through
-`alignkit.plan.plan_memory`:
+`alignkit.commands.plan.plan_request` (alignkit.memory's planner, the run resolved as `alignkit plan` does):
 
 * tiny  the demo model (hidden 64, 2 layers, ~70k parameters): the runtime dominates
 * 50M   a Llama with hidden 512, 6 layers, MLP 1408, vocab 32000, untied (~52M parameters), built locally
@@ -59,9 +59,10 @@ def overrides(model_dir: Path, out: Path, args) -> list[str]:
 
 
 def predicted(ov: list[str]) -> tuple[float, float, dict]:
-    from alignkit.plan import GIB, PlanRequest, estimate, plan_memory
+    from alignkit.commands.plan import plan_request
+    from alignkit.memory import GIB, PlanRequest, estimate
 
-    plan = plan_memory(PlanRequest(task="sft", recipe="tiny", profile="cpu", overrides=tuple(ov)), suggest=False)
+    plan = plan_request(PlanRequest(task="sft", recipe="tiny", profile="cpu", overrides=tuple(ov)), suggest=False)
     bare = estimate(plan.setup, overhead=False)
     return plan.total_gib, bare.static / GIB + bare.dynamic / GIB, plan.estimate.breakdown_gib()
 
@@ -71,7 +72,7 @@ def calibrate() -> list[dict]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from alignkit.plan import Arch, Setup, activation_bytes
+    from alignkit.memory import Arch, Setup, activation_bytes
 
     rows = []
     for dtype in (torch.bfloat16, torch.float32):

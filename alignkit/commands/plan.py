@@ -2,16 +2,21 @@
 
 Registered like every command module: alignkit/cli.py calls ``register(app)``.
 
-Importing this module is light (typer only); the planner itself imports no torch.
+Importing this module is light (typer only); the planner (alignkit.memory) imports no torch. This module
+also resolves the runs the planner estimates (:func:`resolve_run`: alignkit.launch, the demo assets), the part
+of planning that sits above the memory package.
 Exit codes: 0 fits, 3 does not fit (EXIT_DOES_NOT_FIT), 2 bad input.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from alignkit.memory import MemoryPlan, PlanRequest, Resolved
 
 PLAN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 PLAN_EPILOG = (
@@ -21,20 +26,52 @@ PLAN_EPILOG = (
 )
 
 
+def resolve_run(req: PlanRequest) -> Resolved:
+    """A plan request resolved exactly like `alignkit sft|dpo --dry-run` (alignkit.memory.Resolve): the launch
+    plan and its profile stack's facts. The tiny recipe's demo model is built first when it is planned."""
+    from alignkit.launch.build import plan_run
+    from alignkit.launch.profiles import load_stack
+    from alignkit.memory import ProfileFacts, Resolved
+
+    p = plan_run(req.task, recipe=req.recipe, profile=req.profile, config_files=list(req.config_files),
+                 overrides=list(req.overrides), num_gpus=req.num_gpus, num_nodes=req.num_nodes, dry_run=True)
+    if not req.model:
+        _build_demo_model_if_planned(str(p.config["model"]["model_name_or_path"]))
+    stack = load_stack(p.profile)
+    modifiers = tuple(n for n, spec in zip(stack.names, stack.specs) if spec.modifier)
+    return Resolved(launch=p, profile=ProfileFacts(adaptation=stack.adaptation, cpu=stack.cpu, modifiers=modifiers))
+
+
+def _build_demo_model_if_planned(name: str) -> None:
+    from alignkit.demo.assets import demo_root
+
+    if name.startswith(str(demo_root())) and not (Path(name) / "config.json").is_file():
+        from alignkit.demo.assets import ensure_demo_assets
+
+        ensure_demo_assets()
+
+
+def plan_request(req: PlanRequest, *, suggest: bool = True) -> MemoryPlan:
+    """The memory plan of a request (alignkit.memory.PlanRequest) as `alignkit plan` makes it."""
+    from alignkit.memory import plan_memory
+
+    return plan_memory(req, resolve_run, suggest=suggest)
+
+
 def run(task: str, *, recipe: str | None, profile: str | None, config_files: list[str], extra: list[str],
         num_gpus: int | None, num_nodes: int | None, gpu_mem_gb: float | None, model: str | None,
         as_json: bool) -> int:
     """Plan, print (rich table or JSON on stdout) and return the exit code."""
     from alignkit import ui
     from alignkit.errors import ConfigError, Problem
-    from alignkit.plan import EXIT_DOES_NOT_FIT, PlanRequest, plan_memory
+    from alignkit.memory import EXIT_DOES_NOT_FIT, PlanRequest
 
     if task not in ("sft", "dpo"):
         raise ConfigError(Problem("--task", f"unknown task '{task}'", "use --task sft or --task dpo"))
     req = PlanRequest(task=task, recipe=recipe, profile=profile, config_files=tuple(config_files),
                       overrides=tuple(extra), num_gpus=num_gpus, num_nodes=num_nodes, model=model,
                       gpu_mem_gb=gpu_mem_gb)
-    plan = plan_memory(req)
+    plan = plan_request(req)
     if as_json:
         ui.print_json(plan.to_json())
     else:
@@ -127,9 +164,9 @@ def _weights_note(s: Any) -> str:
 
 
 def _ref_note(s: Any) -> str:
-    from alignkit.plan import _reference_kind
+    from alignkit.memory import reference_kind
 
-    return _reference_kind(s) or ""
+    return reference_kind(s) or ""
 
 
 _RECIPE = typer.Option(None, "--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")

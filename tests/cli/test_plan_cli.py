@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -66,7 +67,7 @@ def test_does_not_fit_exit_3_with_the_changes_that_would_fit():
 
 
 def plan_cmd_exit_does_not_fit() -> int:
-    from alignkit.plan import EXIT_DOES_NOT_FIT
+    from alignkit.memory import EXIT_DOES_NOT_FIT
 
     return EXIT_DOES_NOT_FIT
 
@@ -90,6 +91,33 @@ def test_overrides_and_model_size_pass_through():
     assert s["global_batch_size"] == 64  # accumulation recomputed to keep the recipe's global batch
     assert data["model"]["source"].startswith("size 13b") and data["task"] == "dpo"
     assert data["memory_source"].startswith("assumed 80")  # no GPU here: the default, said so
+
+
+@pytest.mark.parametrize("model", [
+    "google/gemma-7b", "mistral-community/Mixtral-8x22B-v0.1", "bigcode/starcoder2-15b", "HuggingFaceTB/SmolLM-135M",
+    "HuggingFaceTB/SmolLM-360M", "HuggingFaceTB/SmolLM2-1.7B", "HuggingFaceTB/SmolLM3-3B",
+])
+def test_plans_the_handbook_recipe_families(model):
+    """Gemma, Mixtral MoE, StarCoder2 and SmolLM 1/2/3 (issue 14): planned offline from alignkit's table."""
+    from alignkit.memory import resolve_arch
+
+    code, out, err = invoke(*ZEPHYR, "--profile", "full", "--num-gpus", "8", "--gpu-mem-gb", "80", "--model", model,
+                            "--json")
+    assert code in (0, 3), err
+    data = json.loads(out)
+    assert data["model"]["name"] == model and data["model"]["source"] == "alignkit's table of known models"
+    assert data["model"]["params"] == data["model"]["trainable_params"] == resolve_arch(model).total_params
+    assert data["fits"] is (code == 0)
+    moe = model.startswith("mistral-community/")
+    assert (data["model"]["active_params"] < data["model"]["params"]) is moe
+    assert data["model"]["arch"]["experts"] == (8 if moe else 1)
+
+
+def test_moe_table_says_how_many_parameters_are_active():
+    code, out, _ = invoke(*ZEPHYR, "--profile", "full", "--num-gpus", "8", "--gpu-mem-gb", "80", "--model",
+                          "mistral-community/Mixtral-8x22B-v0.1")
+    assert code == 3  # 141B with full fine-tuning needs more than 8 x 80 GB
+    assert "MoE 2 of 8 experts (39.2B active)" in out and "140.62B params" in out
 
 
 def test_bad_input_exit_2():

@@ -1,5 +1,5 @@
-"""The memory planner: parameter counts, the activation formula against measured saved tensors, the sanity
-anchors of issue #7, the changes it suggests, and its JSON."""
+"""The memory planner (alignkit.memory): parameter counts, the activation formula against measured saved tensors,
+the sanity anchors of issue #7, the changes it suggests, its JSON, and the layers it may import."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from alignkit.commands.plan import plan_request
 from alignkit.errors import ConfigError
-from alignkit.plan import (GIB, KNOWN_MODELS, SIZES, Arch, PlanRequest, Setup, activation_bytes, arch_from_config,
-                           estimate, lora_trainable, plan_memory, resolve_arch)
+from alignkit.memory import (GIB, KNOWN_MODELS, SIZES, Arch, PlanRequest, Setup, activation_bytes, arch_from_config,
+                             estimate, lora_trainable, resolve_arch)
 
 ZEPHYR = "zephyr-7b-beta"
 
@@ -33,6 +34,92 @@ def test_known_models_have_their_published_parameter_counts(model, params):
     assert resolve_arch(model).total_params == params
 
 
+# --------------------------------------------------------------------------- the handbook's recipe families (#14)
+
+#: every model_name_or_path the alignment-handbook's recipes of these families name (2023-11 .. 2025-07-29)
+HANDBOOK_MODELS = [
+    "mistralai/Mistral-7B-v0.1", "alignment-handbook/zephyr-7b-sft-full", "alignment-handbook/zephyr-7b-sft-qlora",
+    "google/gemma-7b", "HuggingFaceH4/zephyr-7b-gemma-sft-v0.1", "mistral-community/Mixtral-8x22B-v0.1",
+    "bigcode/starcoder2-15b", "HuggingFaceH4/starchat2-15b-sft-v0.1", "HuggingFaceTB/SmolLM-360M",
+    "HuggingFaceTB/SmolLM2-1.7B", "HuggingFaceTB/SmolLM2-360M", "loubnabnl/smollm2-1.7B-sft",
+    "loubnabnl/smollm2-360M-sft", "HuggingFaceTB/SmolLM3-3B-Base", "HuggingFaceTB/SmolLM3-3B-checkpoints",
+    "HuggingFaceTB/SmolLM3-SFT", "alignment-handbook/mistral-7b-sft-constitutional-ai",
+    "teknium/OpenHermes-2.5-Mistral-7B",
+]
+
+
+def test_every_handbook_recipe_model_is_known_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty Hugging Face cache: the table alone answers
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    for model in HANDBOOK_MODELS:
+        assert resolve_arch(model).source == "alignkit's table of known models", model
+
+
+@pytest.mark.parametrize("model, published, active", [
+    ("google/gemma-7b", 8.54e9, None),  # Gemma's model card / hub: 8.54B
+    ("mistral-community/Mixtral-8x22B-v0.1", 141e9, 39e9),  # Mistral AI: 141B total, 39B active
+    ("bigcode/starcoder2-15b", 15.96e9, None),  # hub: 15.96B ("16B")
+    ("HuggingFaceTB/SmolLM-135M", 135e6, None),
+    ("HuggingFaceTB/SmolLM-360M", 360e6, None),
+    ("HuggingFaceTB/SmolLM-1.7B", 1.7e9, None),
+    ("HuggingFaceTB/SmolLM2-1.7B", 1.7e9, None),
+    ("HuggingFaceTB/SmolLM3-3B", 3.08e9, None),  # hub: 3.08B
+])
+def test_handbook_families_have_their_published_sizes(model, published, active):
+    arch = resolve_arch(model)
+    assert arch.total_params == pytest.approx(published, rel=0.02)
+    assert arch.active_params == pytest.approx(active or published, rel=0.02)
+
+
+@pytest.mark.parametrize("config", [
+    # the published config.json files' shape keys
+    dict(model_type="gemma", hidden_size=3072, num_hidden_layers=28, intermediate_size=24576, num_attention_heads=16,
+         num_key_value_heads=16, head_dim=256, vocab_size=256000, max_position_embeddings=8192, _id="google/gemma-7b"),
+    dict(model_type="mixtral", hidden_size=6144, num_hidden_layers=56, intermediate_size=16384, num_attention_heads=48,
+         num_key_value_heads=8, vocab_size=32000, num_local_experts=8, num_experts_per_tok=2,
+         max_position_embeddings=65536, tie_word_embeddings=False, _id="mistral-community/Mixtral-8x22B-v0.1"),
+    dict(model_type="starcoder2", hidden_size=6144, num_hidden_layers=40, intermediate_size=24576,
+         num_attention_heads=48, num_key_value_heads=4, vocab_size=49152, use_bias=True, norm_type="layer_norm",
+         max_position_embeddings=16384, tie_word_embeddings=False, _id="bigcode/starcoder2-15b"),
+    dict(model_type="llama", hidden_size=576, num_hidden_layers=30, intermediate_size=1536, num_attention_heads=9,
+         num_key_value_heads=3, vocab_size=49152, max_position_embeddings=2048, tie_word_embeddings=True,
+         _id="HuggingFaceTB/SmolLM-135M"),
+    dict(model_type="smollm3", hidden_size=2048, num_hidden_layers=36, intermediate_size=11008, num_attention_heads=16,
+         num_key_value_heads=4, vocab_size=128256, max_position_embeddings=65536, tie_word_embeddings=True,
+         _id="HuggingFaceTB/SmolLM3-3B"),
+])
+def test_table_agrees_with_the_published_config_json(config):
+    """The table's entry and the model's config.json (read as a local directory would be) give one model."""
+    config = dict(config)
+    table = resolve_arch(config.pop("_id"))
+    from_json = arch_from_config(config)
+    assert from_json.total_params == table.total_params and from_json.active_params == table.active_params
+    assert (from_json.max_position, from_json.tied, from_json.gated_mlp, from_json.linears()) == \
+        (table.max_position, table.tied, table.gated_mlp, table.linears())
+
+
+def test_moe_stores_every_expert_and_activates_top_k():
+    """Mixtral: weights, gradients and optimizer states count all 8 experts; activations only the 2 a token uses
+    (the same bytes as a dense MLP as wide as the two experts side by side)."""
+    moe = resolve_arch("mistral-community/Mixtral-8x22B-v0.1")
+    assert moe.active_params < moe.total_params / 3
+    s = Setup(task="sft", arch=moe, zero_stage=3, world_size=64, micro_batch=1, max_length=2048)
+    e = estimate(s)
+    assert e.total_params == e.trainable_params == moe.total_params
+    assert e.weights == pytest.approx(moe.total_params * 2 / 64)
+    dense = replace(moe, experts=1, experts_per_token=1, intermediate=2 * moe.intermediate)
+    for ckpt in (True, False):
+        assert activation_bytes(s, ckpt) == activation_bytes(replace(s, arch=dense), ckpt)
+    assert "MoE 2 of 8 experts (39.2B active)" in moe.describe()
+
+
+def test_starcoder2_lora_targets_its_own_mlp_names():
+    arch = resolve_arch("bigcode/starcoder2-15b")
+    assert set(arch.linears()) == {"q_proj", "k_proj", "v_proj", "o_proj", "c_fc", "c_proj"}
+    s = Setup(task="sft", arch=arch, adaptation="lora", lora_r=8, lora_targets=("c_fc", "c_proj"))
+    assert lora_trainable(s) == 40 * 8 * 2 * (6144 + 24576)
+
+
 def test_sizes_name_known_models():
     for size, hub in SIZES.items():
         assert hub in KNOWN_MODELS
@@ -49,6 +136,18 @@ def test_sizes_name_known_models():
          num_key_value_heads=2, vocab_size=1000),
     dict(model_type="qwen2", hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
          num_key_value_heads=2, vocab_size=500, tie_word_embeddings=True),
+    # the handbook's families: Gemma (heads wider than hidden, tied), Mixtral (experts + router), StarCoder2
+    # (biased linears, LayerNorms, ungated MLP; with and without use_bias), SmolLM3 (NoPE layers, tied)
+    dict(model_type="gemma", hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, head_dim=32, vocab_size=500),
+    dict(model_type="mixtral", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, num_local_experts=4, num_experts_per_tok=2),
+    dict(model_type="starcoder2", hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, tie_word_embeddings=False),
+    dict(model_type="starcoder2", hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, use_bias=False),
+    dict(model_type="smollm3", hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=500, pad_token_id=0, tie_word_embeddings=True),
 ])
 def test_config_json_counts_match_transformers(kwargs):
     """The count from config.json equals the parameters transformers builds (on the meta device: no memory)."""
@@ -169,14 +268,14 @@ def test_checkpointing_keeps_only_layer_inputs():
 
 
 def test_7b_full_zero3_on_8x80_fits():
-    plan = plan_memory(zephyr())
+    plan = plan_request(zephyr())
     assert plan.setup.zero_stage == 3 and plan.setup.adaptation == "full" and plan.setup.world_size == 8
     assert plan.estimate.total_params == 7_241_732_096
     assert plan.fits and plan.suggestions == []
 
 
 def test_7b_qlora_sft_at_2048_fits_one_24gb_gpu():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=24))
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=24))
     s = plan.setup
     assert (s.adaptation, s.quant_bits, s.max_length, s.world_size) == ("qlora", 4, 2048, 1)
     assert plan.fits
@@ -185,7 +284,7 @@ def test_7b_qlora_sft_at_2048_fits_one_24gb_gpu():
 
 
 def test_7b_full_on_one_24gb_gpu_does_not_fit_and_qlora_is_suggested():
-    plan = plan_memory(zephyr(gpus=1, mem=24))
+    plan = plan_request(zephyr(gpus=1, mem=24))
     assert not plan.fits and plan.total_gib > 100
     assert plan.suggestions and all(sg.fits for sg in plan.suggestions)
     flags = [" ".join(sg.flags) for sg in plan.suggestions]
@@ -194,10 +293,10 @@ def test_7b_full_on_one_24gb_gpu_does_not_fit_and_qlora_is_suggested():
 
 
 def test_same_anchors_with_a_size_instead_of_the_recipe_model():
-    assert plan_memory(zephyr(model="7b")).fits
-    assert plan_memory(zephyr(profile="qlora", gpus=1, mem=24, model="7b")).fits
-    assert not plan_memory(zephyr(gpus=1, mem=24, model="7b")).fits
-    assert not plan_memory(zephyr(model="70b")).fits
+    assert plan_request(zephyr(model="7b")).fits
+    assert plan_request(zephyr(profile="qlora", gpus=1, mem=24, model="7b")).fits
+    assert not plan_request(zephyr(gpus=1, mem=24, model="7b")).fits
+    assert not plan_request(zephyr(model="70b")).fits
 
 
 # --------------------------------------------------------------------------- what each setting changes
@@ -258,7 +357,7 @@ def test_quantized_weights():
 
 
 def test_micro_batch_suggestion_keeps_the_global_batch():
-    plan = plan_memory(zephyr(gpus=2))  # 7B full ZeRO-3 on 2 x 80: micro-batch 32 is too much
+    plan = plan_request(zephyr(gpus=2))  # 7B full ZeRO-3 on 2 x 80: micro-batch 32 is too much
     assert not plan.fits
     first = plan.suggestions[0]
     assert first.flags[0].startswith("--per_device_train_batch_size=")
@@ -266,24 +365,24 @@ def test_micro_batch_suggestion_keeps_the_global_batch():
     assert s.global_batch == plan.setup.global_batch == 512 and s.micro_batch < 32 and first.fits
     assert "global batch 512 kept" in first.change
     # the flag really makes it fit when fed back
-    again = plan_memory(zephyr(gpus=2, overrides=tuple(first.flags)))
+    again = plan_request(zephyr(gpus=2, overrides=tuple(first.flags)))
     assert again.fits and again.setup.micro_batch == s.micro_batch
 
 
 def test_accumulation_flag_when_the_global_batch_is_not_managed():
-    plan = plan_memory(zephyr(gpus=2, overrides=("--launch.global_batch_size=null",)))
+    plan = plan_request(zephyr(gpus=2, overrides=("--launch.global_batch_size=null",)))
     first = plan.suggestions[0]
     assert any(f.startswith("--gradient_accumulation_steps=") for f in first.flags)
 
 
 def test_checkpointing_suggested_when_off():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=24, overrides=("--gradient_checkpointing=false",)))
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=24, overrides=("--gradient_checkpointing=false",)))
     assert not plan.fits
     assert plan.suggestions[0].flags == ["--gradient_checkpointing=true"]
 
 
 def test_dpo_precompute_suggested():
-    plan = plan_memory(zephyr(task="dpo", gpus=1, mem=80, overrides=("--per_device_train_batch_size=1",
+    plan = plan_request(zephyr(task="dpo", gpus=1, mem=80, overrides=("--per_device_train_batch_size=1",
                                                                       "--launch.global_batch_size=null")))
     assert not plan.fits
     changes = [" ".join(s.flags) for s in plan.suggestions]
@@ -293,7 +392,7 @@ def test_dpo_precompute_suggested():
 
 
 def test_nothing_fits_says_so():
-    plan = plan_memory(zephyr(profile="qlora", gpus=1, mem=2, overrides=("--per_device_train_batch_size=1",
+    plan = plan_request(zephyr(profile="qlora", gpus=1, mem=2, overrides=("--per_device_train_batch_size=1",
                                                                           "--launch.global_batch_size=null")))
     assert not plan.fits and plan.suggestions == []
 
@@ -302,7 +401,7 @@ def test_nothing_fits_says_so():
 
 
 def test_json_shape():
-    data = plan_memory(zephyr(gpus=1, mem=24)).to_json()
+    data = plan_request(zephyr(gpus=1, mem=24)).to_json()
     json.dumps(data)
     assert {"task", "recipe", "profile", "device", "model", "world_size", "memory_per_device_gib", "settings",
             "breakdown_gib", "activations_gib", "total_gib", "fits", "headroom_gib", "suggestions",
@@ -325,17 +424,48 @@ def test_json_shape():
 
 def test_cpu_profile_plans_host_ram_per_process(tiny_assets):
     small = ("--per_device_train_batch_size=8",)
-    plan = plan_memory(PlanRequest(task="sft", recipe="tiny", profile="cpu", num_gpus=2, overrides=small))
+    plan = plan_request(PlanRequest(task="sft", recipe="tiny", profile="cpu", num_gpus=2, overrides=small))
     assert plan.setup.device == "cpu" and plan.setup.dtype_bytes == 4 and plan.setup.zero_stage == 0
     assert plan.mem_source.startswith("host RAM") and "2 process" in plan.mem_source
     assert plan.estimate.ddp_buckets > 0 and plan.fits
-    z3 = plan_memory(PlanRequest(task="sft", recipe="tiny", profile="full,cpu", num_gpus=2, overrides=small))
+    z3 = plan_request(PlanRequest(task="sft", recipe="tiny", profile="full,cpu", num_gpus=2, overrides=small))
     assert z3.setup.zero_stage == 3 and z3.setup.device == "cpu"
 
 
 def test_bad_input_is_a_config_error():
     with pytest.raises(ConfigError):
-        plan_memory(zephyr(profile="nope"))
+        plan_request(zephyr(profile="nope"))
     with pytest.raises(ConfigError) as exc:
-        plan_memory(zephyr(mem=-1))
+        plan_request(zephyr(mem=-1))
     assert exc.value.problems[0].where == "--gpu-mem-gb"
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def test_memory_imports_only_the_ground_floor_and_config():
+    """alignkit.memory sits beside launch/train: every alignkit import in it (at module level or inside a
+    function) is the ground floor, config, or memory itself; runs are resolved by the caller's function."""
+    import ast
+    from pathlib import Path
+
+    import alignkit.memory
+
+    allowed = ("alignkit.errors", "alignkit.fsutil", "alignkit.ui", "alignkit.secrets", "alignkit.config",
+               "alignkit.memory")
+    package = Path(alignkit.memory.__file__).parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # relative: `from . import x` stays in memory, `from .. import x` is some other alignkit module
+                names = [node.module or ""] if not node.level else \
+                    ["alignkit.memory"] if node.level == 1 else [f"alignkit.{node.module or '?'}"]
+            else:
+                continue
+            found += [(path.name, n) for n in names if n.split(".")[0] == "alignkit"]
+    assert found, "the walk found no imports at all"
+    wrong = [(f, n) for f, n in found if not any(n == a or n.startswith(a + ".") for a in allowed)]
+    assert not wrong, wrong
