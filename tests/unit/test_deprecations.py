@@ -171,11 +171,12 @@ def test_splits_without_a_mixer_are_not_silently_ignored():
 def test_mixer_defaults_to_train_and_test_splits():
     out = Translation()
     translate_mixture({"dataset_mixer": {"a/b": 0.3, "/data/local": 1.0}}, out)
+    chat = ["messages", "chosen", "rejected", "prompt", "completion", "label"]  # what the old scripts kept
     assert out.values == [("data.mixture", [
-        {"id": "a/b", "split": "train", "weight": 0.3},
-        {"id": "a/b", "split": "test"},
-        {"path": "/data/local", "split": "train", "weight": 1.0},
-        {"path": "/data/local", "split": "test"},
+        {"id": "a/b", "split": "train", "keep_columns": chat, "weight": 0.3},
+        {"id": "a/b", "split": "test", "keep_columns": chat},
+        {"path": "/data/local", "split": "train", "keep_columns": chat, "weight": 1.0},
+        {"path": "/data/local", "split": "test", "keep_columns": chat},
     ])]
     assert len(out.notes) == 1
 
