@@ -47,9 +47,24 @@ def task_of(path: str) -> str:
     return parts[2]
 
 
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    # chat templates stay readable as blocks (PyYAML quotes them again where a block cannot hold them)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def render(path: str, commit: str, text: str) -> str:
     data = yaml.safe_load(text)
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=10_000)
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                     width=10_000)
+    if yaml.safe_load(body) != data:
+        raise SystemExit(f"{path} at {commit}: the rebuilt file does not read back to the same values")
     return HEADER.format(path=path, commit=commit[:12]) + body
 
 
