@@ -174,7 +174,7 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
         items = mix.get("datasets")
         if items is not None and not isinstance(items, list):
             out.problems.append((
-                "dataset_mixture.datasets", f"must be a list of sources, got {type(items).__name__} {items!r}",
+                "dataset_mixture.datasets", f"must be a list of sources, got {_kind(items)} {_short(items)}",
                 "write `datasets:` followed by one `- id: ORG/NAME` entry per source (with split, config, "
                 "columns, weight)",
             ))
@@ -235,6 +235,15 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
         out.notes.append("dataset_name (+ dataset_config, dataset_*_split) → data.mixture")
     if sources:
         out.values.append(("data.mixture", sources))
+
+
+def _kind(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else "text" if isinstance(value, str) else type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(dict(value) if isinstance(value, dict) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_test(src: dict[str, Any]) -> bool:
