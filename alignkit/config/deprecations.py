@@ -59,7 +59,8 @@ def null_dtype(key: str, out: Translation) -> None:
     `from_pretrained(torch_dtype=None)`, which in the transformers it pinned (4.35 to 4.53) loaded the
     weights in torch's default dtype, float32 (`bf16: true` then trains them in mixed precision; under
     DeepSpeed ZeRO-3 with bf16, DeepSpeed holds them in bf16). transformers 5 reads a null as "auto"
-    instead, so the null is written out as what it meant then."""
+    instead, so the null is written out as what it meant then (TRL 1.x's own ModelConfig keeps float32 as
+    its `dtype` default for the same reason)."""
     out.values.append(("model.dtype", "float32"))
     out.notes.append(f"{key}: null → model.dtype: float32 (the handbook passed no dtype to from_pretrained, which "
                      "loaded float32 weights in the transformers it pinned; bf16 mixed precision and DeepSpeed's "
@@ -256,10 +257,14 @@ def _test_sources_note(sources: list[dict[str, Any]], size: Any, out: Translatio
     tests = [s for s in sources if _is_test(s)]
     if not tests:
         return
-    name = lambda s: str(s.get("id") or s.get("path"))  # noqa: E731
+
+    def name(src: dict[str, Any]) -> str:
+        return str(src.get("id") or src.get("path"))
+
     listed = ", ".join(f"{name(s)} ({s.get('split')})" for s in tests)
-    kept = f"alignkit keeps the test split{'s' if len(tests) > 1 else ''} {listed} for evaluation instead of training on"
-    kept += " them" if len(tests) > 1 else " it"
+    plural = len(tests) > 1
+    kept = (f"alignkit keeps the test split{'s' if plural else ''} {listed} for evaluation instead of training on "
+            f"{'them' if plural else 'it'}")
     if size is not None:
         msg = (f"dataset_mixture.test_split_size dropped: {kept} (the handbook folded every listed split into "
                f"train and carved a random eval split of {size} out of the union)")
@@ -268,7 +273,8 @@ def _test_sources_note(sources: list[dict[str, Any]], size: Any, out: Translatio
     trained = {name(s) for s in sources if not _is_test(s)}
     gone = list(dict.fromkeys(name(s) for s in tests if name(s) not in trained))
     if gone:
-        msg += f"; {', '.join(gone)} no longer train{'s' if len(gone) == 1 else ''} at all (no train split of it in the mixture)"
+        msg += (f"; {', '.join(gone)} no longer train{'s' if len(gone) == 1 else ''} at all (no train split of "
+                f"{'it' if len(gone) == 1 else 'them'} in the mixture)")
     out.warnings.append(msg)
 
 
