@@ -94,6 +94,14 @@ def _wandb(key: str, value: Any, out: Translation) -> None:
                      "(W&B reads it when train.report_to includes wandb)")
 
 
+def unknown_key_fix(key: str) -> str | None:
+    """The fix for an unknown key that a did-you-mean would only mislead on (a W&B setting is no TRL field)."""
+    if key.lower().startswith("wandb_") and key not in WANDB_ENV:
+        return (f"W&B reads its settings from the environment: export {key.upper()}=... before the run "
+                f"(alignkit maps only {', '.join(WANDB_ENV)} from a config)")
+    return None
+
+
 def _warmup_ratio(key: str, value: Any, out: Translation) -> None:
     out.values.append(("train.warmup_steps", value))
     out.notes.append(f"{key} → train.warmup_steps (transformers 5 takes a ratio in [0, 1) there)")

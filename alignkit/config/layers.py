@@ -166,7 +166,8 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
                                           "remove it from this run", where))
         else:
             # current names first: an old handbook name is only suggested when nothing current is close
-            hint = did_you_mean(key, current_flat) or did_you_mean(key, all_flat)
+            hint = (deprecations.unknown_key_fix(key) or did_you_mean(key, current_flat)
+                    or did_you_mean(key, all_flat))
             layer.problems.append(
                 Problem(key, "unknown key", hint or f"see `alignkit config fields --task {task}`", where)
             )

@@ -369,3 +369,13 @@ def test_mixture_datasets_that_is_not_a_list_is_refused_as_such(tmp_path, value,
                            "--dry-run"], capture_output=True, text=True, timeout=120, cwd=HANDBOOK.parents[2])
     assert proc.returncode == 2 and "must be a list" in proc.stderr and "Traceback" not in proc.stderr
     assert "no data sources" not in proc.stderr
+
+
+def test_another_wandb_key_is_refused_pointing_at_the_environment_not_a_lookalike_field(tmp_path):
+    f = write(tmp_path, "model_name_or_path: m\ndataset_name: a/b\nwandb_tags: [x]\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", profile="full", config_files=[f])
+    [p] = exc.value.problems
+    assert (p.where, p.message) == ("wandb_tags", "unknown key")
+    assert p.fix.startswith("W&B reads its settings from the environment: export WANDB_TAGS=...")
+    assert "did you mean" not in p.fix
