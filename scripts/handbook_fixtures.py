@@ -80,7 +80,20 @@ def build(repo: Path) -> dict[Path, str]:
             files[path] = {"task": task_of(path)}
         index["commits"][label] = {"commit": commit, "date": date, "subject": subject, "files": files}
     out[Path("INDEX.json")] = json.dumps(index, indent=2) + "\n"
+    out[Path("INDEX.md")] = index_md(index)
     return out
+
+
+def index_md(index: dict) -> str:
+    lines = ["# The alignment-handbook's recipe files (keys and values, comments not kept)", "",
+             f"Source: {index['source']}. Rebuilt by `scripts/handbook_fixtures.py`; INDEX.json is the same list.",
+             "", "| folder | commit | date | subject | files |", "|---|---|---|---|---|"]
+    for label, c in index["commits"].items():
+        lines.append(f"| {label} | {c['commit']} | {c['date']} | {c['subject']} | {len(c['files'])} |")
+    lines += ["", "| folder | file | task |", "|---|---|---|"]
+    for label, c in index["commits"].items():
+        lines += [f"| {label} | {path} | {meta['task']} |" for path, meta in c["files"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
