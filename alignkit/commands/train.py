@@ -260,6 +260,8 @@ def validate(*, recipe, task, profile, config_files, extra, num_gpus, num_nodes)
             continue
         ui.info(f"[green]valid[/green] {t}: profile {_esc(p.profile)}, world size {p.world_size}, "
                 f"global batch {p.global_batch_size}, output {_esc(p.output_dir)}")
+        for n in p.translations:  # what the dry run says of the file's old keys, said here too
+            ui.info(f"  [magenta]translated:[/magenta] {_esc(n)}")
         for w in p.warnings:
             ui.warn(w)
     if problems:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class DataSource(BaseModel):
@@ -34,6 +34,12 @@ class DataSource(BaseModel):
     columns: list[str] | None = Field(
         None, description="Columns to keep; sources in one split must end up with the same columns."
     )
+    keep_columns: list[str] | None = Field(
+        None,
+        description="Keep only those of these columns the source has, drop the rest (what the old handbook "
+        "scripts did to every dataset_mixer source: messages, chosen, rejected, prompt, completion, label). "
+        "Unlike `columns`, a listed column the source lacks is no error.",
+    )
     weight: float = Field(
         1.0,
         gt=0,
@@ -49,6 +55,14 @@ class DataSource(BaseModel):
         if (self.id is None) == (self.path is None):
             raise ValueError("give exactly one of 'id' (a hub dataset) or 'path' (local data)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # keep_columns only appears where set: run files and mix fingerprints of other configs are unchanged
+        out = handler(self)
+        if isinstance(out, dict) and out.get("keep_columns") is None:
+            out.pop("keep_columns", None)
+        return out
 
     @property
     def name(self) -> str:
@@ -90,6 +104,15 @@ class DataConfig(BaseModel):
     skip_invalid: bool = Field(
         False, description="Drop invalid rows (reported per source) instead of stopping with an error."
     )
+
+    def plan_notes(self) -> list[str]:
+        """What a dry run says about the mixture that the fields alone do not show."""
+        notes = []
+        for i, s in enumerate(self.mixture):
+            if s.is_test and "weight" in s.model_fields_set and s.weight != 1.0:
+                notes.append(f"data.mixture[{i}] ({s.name} {s.split}): weight {s.weight:g} ignored: test sources "
+                             "are evaluated whole, never subsampled")
+        return notes
 
     @model_validator(mode="after")
     def _test_split(self) -> "DataConfig":

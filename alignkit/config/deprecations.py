@@ -18,6 +18,8 @@ class Translation:
     values: list[tuple[str, Any]] = field(default_factory=list)  # (section.field, value)
     notes: list[str] = field(default_factory=list)  # translated: said once
     warnings: list[str] = field(default_factory=list)  # dropped: said loudly
+    env: list[tuple[str, str]] = field(default_factory=list)  # (variable, value) for the training processes
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (where, message, fix): refused
 
 
 def _rename(target: str, why: str) -> Callable[[str, Any, Translation], None]:
@@ -52,6 +54,54 @@ def _truncation_side(key: str, value: Any, out: Translation) -> None:
     out.notes.append(f"{key}: {value} → train.truncation_mode: {mode}")
 
 
+def null_dtype(key: str, out: Translation) -> None:
+    """`torch_dtype: null` (or `dtype: null`): the handbook's default. Its scripts passed the null on to
+    `from_pretrained(torch_dtype=None)`, which in the transformers it pinned (4.35 to 4.53) loaded the
+    weights in torch's default dtype, float32 (`bf16: true` then trains them in mixed precision; under
+    DeepSpeed ZeRO-3 with bf16, DeepSpeed holds them in bf16). transformers 5 reads a null as "auto"
+    instead, so the null is written out as what it meant then (TRL 1.x's own ModelConfig keeps float32 as
+    its `dtype` default for the same reason)."""
+    out.values.append(("model.dtype", "float32"))
+    out.notes.append(f"{key}: null → model.dtype: float32 (the handbook passed no dtype to from_pretrained, which "
+                     "loaded float32 weights in the transformers it pinned; bf16 mixed precision and DeepSpeed's "
+                     "bf16 apply on top as they did there; set model.dtype: auto for the checkpoint's own dtype)")
+
+
+def _torch_dtype(key: str, value: Any, out: Translation) -> None:
+    if value is None:
+        null_dtype(key, out)
+        return
+    out.values.append(("model.dtype", value))
+    out.notes.append(f"{key} → model.dtype (transformers renamed it)")
+
+
+# Keys of scripts built on the handbook (open-r1's `init_wandb_training`, the SmolLM3 files) that no parser of
+# the handbook's own ever had: they set W&B's environment variables before training.
+WANDB_ENV = {"wandb_entity": "WANDB_ENTITY", "wandb_project": "WANDB_PROJECT", "wandb_run_group": "WANDB_RUN_GROUP"}
+
+
+def _wandb(key: str, value: Any, out: Translation) -> None:
+    var = WANDB_ENV[key]
+    if value is None:
+        out.notes.append(f"{key}: null → {var} not set")
+        return
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        out.problems.append((key, f"expected a name, got {type(value).__name__}",
+                             f"write {key}: NAME (it sets {var} for the training processes)"))
+        return
+    out.env.append((var, str(value)))
+    out.notes.append(f"{key} → environment variable {var}={value} for the training processes "
+                     "(W&B reads it when train.report_to includes wandb)")
+
+
+def unknown_key_fix(key: str) -> str | None:
+    """The fix for an unknown key that a did-you-mean would only mislead on (a W&B setting is no TRL field)."""
+    if key.lower().startswith("wandb_") and key not in WANDB_ENV:
+        return (f"W&B reads its settings from the environment: export {key.upper()}=... before the run "
+                f"(alignkit maps only {', '.join(WANDB_ENV)} from a config)")
+    return None
+
+
 def _warmup_ratio(key: str, value: Any, out: Translation) -> None:
     out.values.append(("train.warmup_steps", value))
     out.notes.append(f"{key} → train.warmup_steps (transformers 5 takes a ratio in [0, 1) there)")
@@ -61,7 +111,10 @@ def _warmup_ratio(key: str, value: Any, out: Translation) -> None:
 KEYS: dict[str, Callable[[str, Any, Translation], None]] = {
     "max_seq_length": _rename("train.max_length", "TRL renamed it"),
     "evaluation_strategy": _rename("train.eval_strategy", "transformers renamed it"),
-    "torch_dtype": _rename("model.dtype", "transformers renamed it"),
+    "torch_dtype": _torch_dtype,
+    "wandb_entity": _wandb,
+    "wandb_project": _wandb,
+    "wandb_run_group": _wandb,
     "use_flash_attention_2": _flash,
     "hub_model_revision": _rename("train.hub_revision", "transformers' name"),
     "warmup_ratio": _warmup_ratio,
@@ -111,6 +164,14 @@ OWNED = {
 }
 
 
+# What the handbook's old run_sft.py / run_dpo.py kept of every dataset_mixer source (data.py's
+# `columns_to_keep`, 2024-01 to 2025-07): the other columns were removed, so that sources with different extra
+# columns could be concatenated.
+CHAT_COLUMNS = ["messages", "chosen", "rejected", "prompt", "completion", "label"]
+# The seed of the handbook's DatasetMixtureConfig when a dataset_mixture gives none.
+HANDBOOK_MIX_SEED = 0
+
+
 def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
     """Translate the handbook's dataset keys (old and new forms) into data.mixture."""
     sources: list[dict[str, Any]] = []
@@ -119,7 +180,15 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
         if not isinstance(mix, dict):
             out.warnings.append("dataset_mixture dropped: expected a mapping with `datasets`")
             return
-        for item in mix.get("datasets") or []:
+        items = mix.get("datasets")
+        if items is not None and not isinstance(items, list):
+            out.problems.append((
+                "dataset_mixture.datasets", f"must be a list of sources, got {_kind(items)} {_short(items)}",
+                "write `datasets:` followed by one `- id: ORG/NAME` entry per source (with split, config, "
+                "columns, weight)",
+            ))
+            return
+        for item in items or []:
             if not isinstance(item, dict):
                 out.warnings.append(f"dataset_mixture.datasets entry {item!r} dropped: expected a mapping")
                 continue
@@ -127,18 +196,15 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
             if "id" in src and _looks_local(str(src["id"])):
                 src["path"] = src.pop("id")
             sources.append(src)
-        if "seed" in mix:
+        if mix.get("seed") is not None:
             out.values.append(("data.mix_seed", mix["seed"]))
-        has_test = any("test" in str(s.get("split", "")) for s in sources)
-        if mix.get("test_split_size") is not None:
-            if has_test:
-                out.warnings.append(
-                    "dataset_mixture.test_split_size dropped: the mixture lists a test split, which "
-                    "alignkit uses as the eval split instead of training on it (the handbook's recipes "
-                    "fold test_* into train and carve a random eval split out of the union)"
-                )
-            else:
-                out.values.append(("data.test_split_size", mix["test_split_size"]))
+        else:
+            out.values.append(("data.mix_seed", HANDBOOK_MIX_SEED))
+            out.notes.append(f"dataset_mixture without seed → data.mix_seed: {HANDBOOK_MIX_SEED} (the handbook's "
+                             "default; alignkit's own is 42)")
+        _test_sources_note(sources, mix.get("test_split_size"), out)
+        if mix.get("test_split_size") is not None and not any(_is_test(s) for s in sources):
+            out.values.append(("data.test_split_size", mix["test_split_size"]))
         out.notes.append("dataset_mixture → data.mixture (+ data.mix_seed, data.test_split_size)")
     mixer = raw.get("dataset_mixer", raw.get("datasets_mixer"))
     if mixer is not None:
@@ -155,12 +221,14 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
                     src: dict[str, Any] = {"path" if _looks_local(str(name)) else "id": name, "split": split}
                     if config:
                         src["config"] = config
+                    src["keep_columns"] = list(CHAT_COLUMNS)
                     if "test" not in str(split):
                         src["weight"] = frac
                     sources.append(src)
             out.notes.append(
                 "dataset_mixer + dataset_splits → data.mixture (train splits take `weight` after a "
-                "seeded shuffle, not the first rows as the old handbook did; test splits are kept whole)"
+                "seeded shuffle, not the first rows as the old handbook did; test splits are kept whole; "
+                f"each source keeps only the chat columns the old scripts kept: {', '.join(CHAT_COLUMNS)})"
             )
     elif "dataset_splits" in raw or "dataset_configs" in raw:
         out.warnings.append("dataset_splits/dataset_configs dropped: they only mean something with dataset_mixer")
@@ -176,6 +244,46 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
         out.notes.append("dataset_name (+ dataset_config, dataset_*_split) → data.mixture")
     if sources:
         out.values.append(("data.mixture", sources))
+
+
+def _kind(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else "text" if isinstance(value, str) else type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(dict(value) if isinstance(value, dict) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_test(src: dict[str, Any]) -> bool:
+    return bool(src["test"]) if src.get("test") is not None else "test" in str(src.get("split", ""))
+
+
+def _test_sources_note(sources: list[dict[str, Any]], size: Any, out: Translation) -> None:
+    """The handbook's new-style mixture trains on every listed split (test_* too); alignkit keeps test splits
+    for evaluation. Say which sources that takes out of training, and which then train not at all."""
+    tests = [s for s in sources if _is_test(s)]
+    if not tests:
+        return
+
+    def name(src: dict[str, Any]) -> str:
+        return str(src.get("id") or src.get("path"))
+
+    listed = ", ".join(f"{name(s)} ({s.get('split')})" for s in tests)
+    plural = len(tests) > 1
+    kept = (f"alignkit keeps the test split{'s' if plural else ''} {listed} for evaluation instead of training on "
+            f"{'them' if plural else 'it'}")
+    if size is not None:
+        msg = (f"dataset_mixture.test_split_size dropped: {kept} (the handbook folded every listed split into "
+               f"train and carved a random eval split of {size} out of the union)")
+    else:
+        msg = f"dataset_mixture: {kept} (the handbook trained on every listed split and had no eval split)"
+    trained = {name(s) for s in sources if not _is_test(s)}
+    gone = list(dict.fromkeys(name(s) for s in tests if name(s) not in trained))
+    if gone:
+        msg += (f"; {', '.join(gone)} no longer train{'s' if len(gone) == 1 else ''} at all (no train split of "
+                f"{'it' if len(gone) == 1 else 'them'} in the mixture)")
+    out.warnings.append(msg)
 
 
 def _looks_local(name: str) -> bool:

@@ -40,6 +40,7 @@ class Layer:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # for the training processes (e.g. wandb_project)
 
     def set(self, section: str, key: str, value: Any, where: str) -> None:
         self.values.setdefault(section, {})[key] = value
@@ -74,6 +75,11 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         return f"{origin}:{line}" if line else origin
 
     def put(section: str, key: str, value: Any, where: str) -> None:
+        if (section, key) == ("model", "dtype") and value is None:
+            out = deprecations.Translation()
+            deprecations.null_dtype(key, out)  # the handbook's default, as it meant there
+            apply_translation(out, where)
+            return
         if key in fields[section]:
             layer.set(section, key, value, where)
             return
@@ -105,6 +111,8 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
             layer.set(section, key, value, where)
         layer.notes += [f"{n} [{where}]" for n in out.notes]
         layer.warnings += [f"{w} [{where}]" for w in out.warnings]
+        layer.env.update(out.env)
+        layer.problems += [Problem(key, message, fix, where) for key, message, fix in out.problems]
 
     mix_raw = {k: raw[k] for k in deprecations.MIX_KEYS if k in raw}
     if mix_raw:
@@ -158,7 +166,8 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
                                           "remove it from this run", where))
         else:
             # current names first: an old handbook name is only suggested when nothing current is close
-            hint = did_you_mean(key, current_flat) or did_you_mean(key, all_flat)
+            hint = (deprecations.unknown_key_fix(key) or did_you_mean(key, current_flat)
+                    or did_you_mean(key, all_flat))
             layer.problems.append(
                 Problem(key, "unknown key", hint or f"see `alignkit config fields --task {task}`", where)
             )

@@ -185,6 +185,8 @@ def _meant_by_unknown_keys(task: str, problems: list[Problem]) -> set[str]:
             fields.setdefault(name, []).append(f"{section}.{name}")
     meant: set[str] = set()
     for p in problems:
+        if p.where.startswith("dataset_mixture"):  # a handbook mixture that could not be translated
+            meant.add("data.mixture")
         if p.message == "unknown key":
             for match in difflib.get_close_matches(p.where.rsplit(".", 1)[-1], list(fields), n=3, cutoff=0.6):
                 meant.update(fields[match])

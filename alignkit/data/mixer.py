@@ -721,6 +721,8 @@ class MixResult:
 
 def _select_columns(ls: LoadedSource):
     src = ls.source
+    if src.keep_columns is not None and not src.columns:  # the old handbook's columns_to_keep
+        return ls.table.select([c for c in ls.table.column_names if c in src.keep_columns])
     if not src.columns:
         return ls.table
     missing = [c for c in src.columns if c not in ls.table.column_names]

@@ -190,6 +190,8 @@ def plan_from_resolved(
     env = {"ACCELERATE_LOG_LEVEL": "info"}
     if resolved.profile.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
+    for layer in resolved.layers:  # variables a config asked for (wandb_project → WANDB_PROJECT, …)
+        env.update(layer.env)
     direct = (world == 1 and not resolved.profile.uses_deepspeed and resolved.config.launch.launcher == "auto"
               and not via_accelerate)
     if direct:
@@ -206,6 +208,7 @@ def plan_from_resolved(
             f"gradient_accumulation_steps set to {batch.gradient_accumulation_steps} to keep the global batch "
             f"of {batch.global_batch_size} on {world} process{'es' if world > 1 else ''}"
         )
+    notes += resolved.config.data.plan_notes()
     notes += _speed_notes(resolved)
     if direct:
         notes.append("one process: started without `accelerate launch` (its environment is set here), which saves "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,11 +173,12 @@ def test_splits_without_a_mixer_are_not_silently_ignored():
 def test_mixer_defaults_to_train_and_test_splits():
     out = Translation()
     translate_mixture({"dataset_mixer": {"a/b": 0.3, "/data/local": 1.0}}, out)
+    chat = ["messages", "chosen", "rejected", "prompt", "completion", "label"]  # what the old scripts kept
     assert out.values == [("data.mixture", [
-        {"id": "a/b", "split": "train", "weight": 0.3},
-        {"id": "a/b", "split": "test"},
-        {"path": "/data/local", "split": "train", "weight": 1.0},
-        {"path": "/data/local", "split": "test"},
+        {"id": "a/b", "split": "train", "keep_columns": chat, "weight": 0.3},
+        {"id": "a/b", "split": "test", "keep_columns": chat},
+        {"path": "/data/local", "split": "train", "keep_columns": chat, "weight": 1.0},
+        {"path": "/data/local", "split": "test", "keep_columns": chat},
     ])]
     assert len(out.notes) == 1
 
@@ -231,3 +234,148 @@ def test_handbook_summary_shows_translations_and_drops_on_stderr():
     assert "translated: evaluation_strategy → train.eval_strategy" in err
     assert "warning: max_prompt_length dropped" in err
     assert res.stdout.count("\n") == 1  # stdout: only the command
+
+
+# --------------------------------------------------------------------------- issue 14: the handbook's files as they are
+
+
+def write(tmp_path, text: str, name: str = "hb.yaml") -> str:
+    f = tmp_path / name
+    f.write_text(text)
+    return str(f)
+
+
+@pytest.mark.parametrize("text", ["torch_dtype: null\n", "model:\n  torch_dtype: null\n", "dtype: null\n",
+                                  "model.dtype: null\n", "model:\n  dtype:\n"])
+def test_a_null_dtype_means_what_it_meant_in_the_handbook(tmp_path, text):
+    # the handbook passed None to from_pretrained: float32 in transformers <= 4.55 (5.x would read "auto")
+    f = write(tmp_path, "model_name_or_path: m\ndataset_name: a/b\n" + text)
+    r = resolve_config("dpo", profile="full", config_files=[f])
+    assert r.config.model.dtype == "float32"
+    [note] = [n for n in r.notes if "model.dtype" in n]
+    line = 2 + len(text.splitlines())
+    assert "→ model.dtype: float32" in note and "from_pretrained" in note and note.endswith(f"[{f}:{line}]")
+
+
+def test_wandb_keys_become_the_training_processes_environment(tmp_path):
+    from alignkit.launch.build import plan_run
+
+    f = write(tmp_path, "model_name_or_path: m\ndataset_name: a/b\nreport_to: wandb\nwandb_entity: huggingface\n"
+                        "wandb_project: SmolLM3\nwandb_run_group: SmolLM3-DPO\n")
+    p = plan_run("dpo", config_files=[f], profile="full", num_gpus=8, dry_run=True)
+    assert {k: p.env[k] for k in ("WANDB_ENTITY", "WANDB_PROJECT", "WANDB_RUN_GROUP")} == {
+        "WANDB_ENTITY": "huggingface", "WANDB_PROJECT": "SmolLM3", "WANDB_RUN_GROUP": "SmolLM3-DPO"}
+    assert keys_of(p.translations)[-3:] == ["wandb_entity", "wandb_project", "wandb_run_group"]
+    assert "environment variable WANDB_PROJECT=SmolLM3" in p.translations[-2]
+    assert not any(k.startswith("WANDB") for k in p.config["train"])  # not a TRL field, not in the run config
+    # a command-line override wins over the file, like any other value
+    p = plan_run("dpo", config_files=[f], overrides=["--wandb_project=other"], profile="full", num_gpus=8,
+                 dry_run=True)
+    assert p.env["WANDB_PROJECT"] == "other"
+
+
+def test_a_wandb_key_with_a_bad_value_is_refused_naming_it_never_a_did_you_mean(tmp_path):
+    f = write(tmp_path, "model_name_or_path: m\ndataset_name: a/b\nwandb_project: [a, b]\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", profile="full", config_files=[f])
+    [p] = exc.value.problems
+    assert (p.where, p.message) == ("wandb_project", "expected a name, got list")
+    assert "WANDB_PROJECT" in p.fix and "did you mean" not in p.fix and p.source == f"{f}:3"
+
+
+def test_old_multi_source_mixer_keeps_only_the_chat_columns_like_the_old_scripts(tmp_path):
+    from alignkit.data.mixer import mix
+
+    def conv(tag):
+        return [{"role": "user", "content": f"q {tag}"}, {"role": "assistant", "content": f"a {tag}"}]
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"messages": conv(f"a{i}"), "prompt_id": str(i), "source": "x"}) + "\n"
+                         for i in range(6)))
+    b.write_text("".join(json.dumps({"messages": conv(f"b{i}"), "category": "y"}) + "\n" for i in range(4)))
+    f = write(tmp_path, f"model_name_or_path: m\ndataset_mixer:\n  {a}: 0.5\n  {b}: 1.0\ndataset_splits:\n- train\n")
+    r = resolve_config("sft", profile="full", config_files=[f])
+    chat = ["messages", "chosen", "rejected", "prompt", "completion", "label"]
+    assert [s.keep_columns for s in r.config.data.mixture] == [chat, chat]
+    assert "keeps only the chat columns" in next(n for n in r.notes if n.startswith("dataset_mixer"))
+    res = mix(r.config.data, "sft")  # refused before: the sources' other columns differ
+    assert res.tables["train"].column_names == ["messages"]
+    assert res.tables["train"].num_rows == 3 + 4
+    # the run file of a config without keep_columns is unchanged (no new null key)
+    plain = resolve_config("sft", recipe="tiny", profile="cpu")
+    assert all("keep_columns" not in s for s in plain.to_dict()["data"]["mixture"])
+
+
+def test_a_mixture_without_seed_gets_the_handbooks_default_0(tmp_path):
+    f = write(tmp_path, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n  - id: a/b\n    split: train\n")
+    r = resolve_config("sft", profile="full", config_files=[f])
+    assert r.config.data.mix_seed == 0
+    assert any(n.startswith("dataset_mixture without seed → data.mix_seed: 0") for n in r.notes)
+
+
+def test_a_weight_on_a_test_source_is_ignored_with_a_note_at_dry_run(tmp_path):
+    from alignkit.launch.build import plan_run
+
+    f = write(tmp_path, "model_name_or_path: m\ndataset_mixture:\n  seed: 1\n  datasets:\n"
+                        "  - {id: a/b, split: train_sft, weight: 0.5}\n  - {id: a/b, split: test_sft, weight: 0.1}\n")
+    p = plan_run("sft", config_files=[f], profile="full", num_gpus=8, dry_run=True)
+    assert "data.mixture[1] (a/b test_sft): weight 0.1 ignored: test sources are evaluated whole, never subsampled" \
+        in p.notes
+    assert not any("data.mixture[0]" in n for n in p.notes)
+    # the same for alignkit's own form
+    g = write(tmp_path, "model: {model_name_or_path: m}\ndata:\n  mixture:\n  - {id: a/b, split: test, weight: 2}\n"
+                        "  - {id: a/b, split: train}\n", "own.yaml")
+    p = plan_run("sft", config_files=[g], profile="full", num_gpus=8, dry_run=True)
+    assert any(n.startswith("data.mixture[0] (a/b test): weight 2 ignored") for n in p.notes)
+
+
+def test_the_test_split_note_names_the_sources_that_stop_training(tmp_path):
+    # constitutional-ai at HEAD: cai train_sft + ultrachat test_sft, test_split_size 1000
+    f = write(tmp_path, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n"
+                        "  - {id: HuggingFaceH4/cai-conversation-harmless, split: train_sft}\n"
+                        "  - {id: HuggingFaceH4/ultrachat_200k, split: test_sft}\n  test_split_size: 1000\n")
+    r = resolve_config("sft", profile="full", config_files=[f])
+    [w] = [w for w in r.warnings if w.startswith("dataset_mixture")]
+    assert w.startswith("dataset_mixture.test_split_size dropped: alignkit keeps the test split "
+                        "HuggingFaceH4/ultrachat_200k (test_sft) for evaluation")
+    assert "eval split of 1000" in w
+    assert "HuggingFaceH4/ultrachat_200k no longer trains at all" in w
+    # without test_split_size the handbook trained on the test split too: said as well
+    g = write(tmp_path, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n"
+                        "  - {id: a/b, split: train}\n  - {id: a/b, split: test}\n", "g.yaml")
+    r = resolve_config("sft", profile="full", config_files=[g])
+    [w] = [w for w in r.warnings if w.startswith("dataset_mixture")]
+    assert "a/b (test) for evaluation" in w and "no longer train" not in w
+
+
+def test_validate_prints_the_translation_notes(tmp_path):
+    res = CliRunner().invoke(app, ["validate", "--task", "sft", str(SFT_OLD), "--profile", "full", "--num-gpus", "8"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    err = "".join(res.stderr.split())
+    assert "translated:max_seq_length→train.max_length" in err
+    assert "translated:evaluation_strategy→train.eval_strategy" in err
+
+
+@pytest.mark.parametrize("value, kind", [("notalist", "text 'notalist'"), ("{id: a/b}", "a mapping {'id': 'a/b'}"),
+                                         ("3", "int 3")])
+def test_mixture_datasets_that_is_not_a_list_is_refused_as_such(tmp_path, value, kind):
+    f = write(tmp_path, f"model_name_or_path: m\ndataset_mixture:\n  datasets: {value}\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", profile="full", config_files=[f])
+    [p] = exc.value.problems
+    assert (p.where, p.message) == ("dataset_mixture.datasets", f"must be a list of sources, got {kind}")
+    assert "- id: ORG/NAME" in p.fix and p.source == f"{f}:2"
+    proc = subprocess.run([sys.executable, "-m", "alignkit", "sft", f, "--profile", "full", "--num-gpus", "8",
+                           "--dry-run"], capture_output=True, text=True, timeout=120, cwd=HANDBOOK.parents[2])
+    assert proc.returncode == 2 and "must be a list" in proc.stderr and "Traceback" not in proc.stderr
+    assert "no data sources" not in proc.stderr
+
+
+def test_another_wandb_key_is_refused_pointing_at_the_environment_not_a_lookalike_field(tmp_path):
+    f = write(tmp_path, "model_name_or_path: m\ndataset_name: a/b\nwandb_tags: [x]\n")
+    with pytest.raises(ConfigError) as exc:
+        resolve_config("sft", profile="full", config_files=[f])
+    [p] = exc.value.problems
+    assert (p.where, p.message) == ("wandb_tags", "unknown key")
+    assert p.fix.startswith("W&B reads its settings from the environment: export WANDB_TAGS=...")
+    assert "did you mean" not in p.fix
