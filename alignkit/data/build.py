@@ -134,7 +134,7 @@ def resolve_hub_revision(repo_id: str, revision: str | None, repo_type: str = "d
 
 def source_fingerprint(src, progress=None, hashes: HashCache | None = None) -> dict:
     """What identifies a source's content: file hashes, or the resolved Hub commit."""
-    from alignkit.data.mixer import source_files
+    from alignkit.data.sources import source_files
 
     if src.id is not None:
         resolved = resolve_hub_revision(src.id, src.revision)
@@ -321,7 +321,8 @@ def build_mixture(
     rendering of every row (needs a tokenizer); ``eval_files`` drops rows contaminated with those
     evaluation prompts and records them in the manifest."""
     import alignkit
-    from alignkit.data.mixer import MANIFEST, _is_build_dir, progress_for, read_manifest, source_label
+    from alignkit.data.progress import progress_for
+    from alignkit.data.sources import MANIFEST, is_build_dir, read_manifest, source_label
 
     out = Path(os.path.expanduser(str(output)))
     if render and tokenizer is None and not tokenizer_name:
@@ -342,7 +343,7 @@ def build_mixture(
         key = input_key(data, task, fingerprints, render=render, tokenizer_fp=tok_fp, decontam=decontam)
 
         if out.is_dir() and any(out.iterdir()):
-            previous = read_manifest(out) if _is_build_dir(out) else None
+            previous = read_manifest(out) if is_build_dir(out) else None
             same = previous is not None and key is not None and previous.get("key") == key
             if same and verify_build(out, previous):
                 return BuildResult(out, True, previous)
@@ -374,7 +375,7 @@ def build_mixture(
                 keep[np.asarray(cont.positions, dtype=np.int64)] = False
                 kept = np.nonzero(keep)[0]
                 tables["train"] = tables["train"].take(pa.array(kept))
-                from alignkit.data.mixer import SplitIndices
+                from alignkit.data.sampling import SplitIndices
 
                 si = result.indices["train"]
                 result.indices["train"] = SplitIndices(si.src[kept], si.row[kept])

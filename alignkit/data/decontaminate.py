@@ -199,7 +199,7 @@ def find_contamination(
     """Scan a mixed split (``table`` with provenance ``indices``: SplitIndices) for eval n-grams.
 
     ``sources`` are the DataSource entries of the mixture (for naming)."""
-    from alignkit.data.mixer import source_label
+    from alignkit.data.sources import source_label
 
     prompts: list[EvalPrompt] = []
     files = []

@@ -270,7 +270,7 @@ def test_big_splits_are_sharded_in_parallel_and_read_back_in_order(project, monk
 
     from alignkit.config.data import DataSource
     from alignkit.data import build as build_mod
-    from alignkit.data.mixer import load_source
+    from alignkit.data.sources import load_source
 
     monkeypatch.setattr(build_mod, "SHARD_ROWS", 16)
     args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"), "--data.preprocessing_num_workers=2"]
