@@ -201,7 +201,8 @@ def build_mixture(
         template_record = None
         derived: list[str] = []
         if render:
-            from alignkit.data.chat import Renderer, render_table, rendered_column_names, resolve_chat_template_with_origin
+            from alignkit.data.chat import Renderer, resolve_chat_template_with_origin
+            from alignkit.data.render import render_table, rendered_column_names
 
             tok = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_name, tokenizer_revision)
             template, origin = resolve_chat_template_with_origin(tok, data)

@@ -95,7 +95,7 @@ def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None
     import numpy as np
     import pyarrow as pa
 
-    from alignkit.data.chat import render_table
+    from alignkit.data.render import render_table
 
     n = table.num_rows
     sampled = bool(sample) and n > sample
@@ -165,7 +165,7 @@ def preview_mixture(inp: "MixInputs", *, samples: int, stats_rows: int, console=
         si = res.indices["train"]
         rendered = None
         if renderer is not None:
-            from alignkit.data.chat import render_table
+            from alignkit.data.render import render_table
 
             rendered = {k: v.to_pylist() for k, v in render_table(head, inp.task, renderer).items()}
         raw = head.to_pylist()
