@@ -33,7 +33,7 @@ def load_prompts(
 ) -> tuple[list[Prompt], dict[str, Any]]:
     """The distinct prompts of ``spec`` (first occurrence kept, in order) and a description of them."""
     from alignkit.config.data import DataSource
-    from alignkit.data.mixer import load_source
+    from alignkit.data.sources import load_source
 
     spec = str(spec)
     if Path(spec).expanduser().exists() or any(ch in spec for ch in "*?["):

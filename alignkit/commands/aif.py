@@ -1,7 +1,7 @@
 """``alignkit aif generate|judge|binarize|distill``: SFT and preference data the Zephyr way.
 
-Importing this module is cheap (typer, the standard library and alignkit.errors): everything else
-is imported inside the commands.
+Importing this module is cheap (typer, the standard library, alignkit.errors and the shared options
+of alignkit.commands.options): everything else is imported inside the commands.
 """
 
 from __future__ import annotations
@@ -11,6 +11,28 @@ from typing import Annotated, Optional
 
 import typer
 
+from alignkit.commands.options import (
+    AifOverwriteOpt,
+    AttnOpt,
+    BackendOpt,
+    BatchOpt,
+    ColumnOpt,
+    ConcOpt,
+    DtypeOpt,
+    LimitOpt,
+    MaxNewOpt,
+    ModelKeyOpt,
+    PromptsOpt,
+    RetryOpt,
+    SeedOpt,
+    SplitOpt,
+    TempOpt,
+    TemplateOpt,
+    TestSizeOpt,
+    TimeoutOpt,
+    TopPOpt,
+    TrustOpt,
+)
 from alignkit.errors import Problem, UsageError
 
 app = typer.Typer(
@@ -20,30 +42,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-# -- shared options -----------------------------------------------------------------------------
-
-PromptsOpt = Annotated[str, typer.Option("--prompts", help="Prompts: a JSONL/JSON/Parquet/CSV file, a dataset directory (save_to_disk or files named by split), or a Hub dataset id.")]
-SplitOpt = Annotated[str, typer.Option("--prompts-split", help="Split to read when --prompts is a dataset.")]
-ColumnOpt = Annotated[str, typer.Option("--prompt-column", help="Column holding the prompt text.")]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N distinct prompts (smoke tests).")]
-TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature (below 1e-4 = greedy); a models file may set it per model.")]
-TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling top-p; a models file may set it per model.")]
-MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest completion, in tokens; a models file may set it per model.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="How local models generate: transformers or vllm.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (local transformers models).")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPUs that have it, fp32 on CPU), bf16, fp16, fp32.")]
-AttnOpt = Annotated[Optional[str], typer.Option("--attn-implementation", help="e.g. flash_attention_2, sdpa (local models).")]
-TrustOpt = Annotated[bool, typer.Option("--trust-remote-code/--no-trust-remote-code", help="Run code shipped with a local model.")]
-TemplateOpt = Annotated[Optional[str], typer.Option("--chat-template", help="Chat template for local models without one (or to override theirs): a .jinja file or a built-in name (zephyr).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (local models).")]
-ModelKeyOpt = Annotated[Optional[str], typer.Option("--model-api-key-env", help="NAME of the environment variable with the endpoints' API key (never printed or saved).")]
-ConcOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once per endpoint.")]
-RetryOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts, with exponential backoff.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per HTTP request.")]
-TestSizeOpt = Annotated[str, typer.Option("--test-size", help="Rows for the test splits: a count (200) or a fraction (0.05); 0 = none.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace --output even if alignkit aif did not write it.")]
-
 
 def _reporter():
     from alignkit.aif.progress import RichReporter
@@ -203,7 +201,7 @@ def binarize(
     test_size: TestSizeOpt = "0.05",
     judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="Whose ratings to use when several judges rated this work directory.")] = None,
     aspects: Annotated[Optional[str], typer.Option("--aspects", help="Comma-separated aspects the score averages (default: all the judge rated).")] = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: AifOverwriteOpt = False,
 ) -> None:
     """One (chosen, rejected) pair per prompt in ultrafeedback_binarized's format; ties reported and skipped."""
     from rich.markup import escape
@@ -264,7 +262,7 @@ def distill(
     concurrency: ConcOpt = 8,
     max_retries: RetryOpt = 6,
     timeout: TimeoutOpt = 600.0,
-    overwrite: OverwriteOpt = False,
+    overwrite: AifOverwriteOpt = False,
 ) -> None:
     """dSFT data: the teacher's answer to every prompt as `messages` rows (ultrachat_200k's format)."""
     from rich.markup import escape

@@ -1,6 +1,7 @@
-"""Options that several commands share, declared once (typer ``Annotated`` aliases and defaults).
-
-A command module uses them as ``recipe: options.Recipe = None``; its own options stay in its module.
+"""Command-line options that several commands declare the same way, in typer's Annotated style (the
+default stays with each parameter): ``alignkit mix preview|build|decontaminate`` and
+``alignkit aif generate|judge|binarize|distill``, and the run commands (``sft``, ``dpo``, ``validate``,
+``recipes show``). Only typer and the standard library are imported here.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
+
+# -- runs: sft, dpo, validate ----------------------------------------------------------------------
 
 # commands that take config overrides after their options (`--learning_rate=1e-5`, `--lora.r=32`)
 RUN_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -32,3 +35,37 @@ Json = Annotated[bool, typer.Option("--json", help="With --dry-run: one JSON obj
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Start over in an output dir that holds a different run (deletes its checkpoints).")]
 PushToHub = Annotated[bool, typer.Option("--push-to-hub", help="Push the result to the Hub (checks for a token first).")]
+
+# -- mix: where the data comes from, and the output ------------------------------------------------
+
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+RecipeOpt = Recipe
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Launch profile (default: full).")]
+ConfigOpt = Annotated[Optional[List[Path]], typer.Option("--config", "-c", help="Your YAML, layered over the recipe (repeatable).")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="A YAML file with only a 'data:' section (instead of a recipe).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer (local dir or Hub id); default: the model's.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid rows (counted per source) instead of failing.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+# -- aif: prompts, sampling, local models and endpoints ----------------------------------------------
+
+PromptsOpt = Annotated[str, typer.Option("--prompts", help="Prompts: a JSONL/JSON/Parquet/CSV file, a dataset directory (save_to_disk or files named by split), or a Hub dataset id.")]
+SplitOpt = Annotated[str, typer.Option("--prompts-split", help="Split to read when --prompts is a dataset.")]
+ColumnOpt = Annotated[str, typer.Option("--prompt-column", help="Column holding the prompt text.")]
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N distinct prompts (smoke tests).")]
+TempOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="Sampling temperature (below 1e-4 = greedy); a models file may set it per model.")]
+TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling top-p; a models file may set it per model.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest completion, in tokens; a models file may set it per model.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="How local models generate: transformers or vllm.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (local transformers models).")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPUs that have it, fp32 on CPU), bf16, fp16, fp32.")]
+AttnOpt = Annotated[Optional[str], typer.Option("--attn-implementation", help="e.g. flash_attention_2, sdpa (local models).")]
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-code/--no-trust-remote-code", help="Run code shipped with a local model.")]
+TemplateOpt = Annotated[Optional[str], typer.Option("--chat-template", help="Chat template for local models without one (or to override theirs): a .jinja file or a built-in name (zephyr).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed (local models).")]
+ModelKeyOpt = Annotated[Optional[str], typer.Option("--model-api-key-env", help="NAME of the environment variable with the endpoints' API key (never printed or saved).")]
+ConcOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once per endpoint.")]
+RetryOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts, with exponential backoff.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per HTTP request.")]
+TestSizeOpt = Annotated[str, typer.Option("--test-size", help="Rows for the test splits: a count (200) or a fraction (0.05); 0 = none.")]
+AifOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace --output even if alignkit aif did not write it.")]

@@ -199,7 +199,7 @@ def find_contamination(
     """Scan a mixed split (``table`` with provenance ``indices``: SplitIndices) for eval n-grams.
 
     ``sources`` are the DataSource entries of the mixture (for naming)."""
-    from alignkit.data.mixer import source_label
+    from alignkit.data.sources import source_label
 
     prompts: list[EvalPrompt] = []
     files = []
@@ -259,3 +259,20 @@ def find_contamination(
         d["rows_flagged"] += 1
         d["copies"] += m["copies"]
     return Contamination(ngram, files, positions, list(flagged.values()), per_source)
+
+
+def contamination_report(data, task: str, eval_files: list[str], *, ngram: int = DEFAULT_NGRAM, console=None) -> dict:
+    """Mix ``data`` and report (as JSON) the train rows that overlap ``eval_files``, without dropping them
+    (``alignkit mix decontaminate`` without --drop; ``build_mixture`` drops them)."""
+    from alignkit.data.mixer import mix
+    from alignkit.data.progress import progress_for
+
+    res = mix(data, task, console=console)
+    with progress_for(console) as prog:
+        cont = find_contamination(
+            res.tables["train"], task, res.indices["train"], list(data.mixture),
+            eval_files, ngram=ngram, workers=data.preprocessing_num_workers, progress=prog,
+        )
+    report = cont.as_json(dropped=False)
+    report["train_rows"] = res.tables["train"].num_rows
+    return report

@@ -180,6 +180,25 @@ def test_a_template_typo_fails_first_with_did_you_mean(project, tiny_env):
     assert "did you mean 'chatml'?" in p.stderr and "no-such-model" not in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ("  mix_seed: 1\n  mix_seed: 2\n", ["c.yaml:5: key 'mix_seed' appears twice", "keep one 'mix_seed'"]),
+        ("  mix_seed: no\n", ["data.mix_seed", "(got 'no')", "(from {c}:4)"]),  # YAML 1.1 read False: seed 0
+        ("  skip_invalid: maybe\n", ["data.skip_invalid", "(got 'maybe')", "(from {c}:4)"]),
+    ],
+    ids=["duplicate-key", "yaml-1.1-boolean", "bad-type"],
+)
+def test_a_data_file_is_read_like_a_config_file(project, body, says):
+    """--data FILE goes through the config loader: file:line, duplicate keys, YAML 1.2 booleans, exit 2."""
+    c = project / "c.yaml"
+    c.write_text(f"data:\n  mixture:\n    - {{path: {project / 'a.jsonl'}}}\n{body}")
+    r = invoke("preview", "--task", "sft", "--data", str(c))
+    assert isinstance(r.exception, ConfigError) and r.exception.exit_code == 2, (r.output, r.exception)
+    for piece in says:
+        assert piece.format(c=c) in str(r.exception), str(r.exception)
+
+
 def test_no_inputs_is_a_usage_error():
     r = invoke("preview", "--task", "sft")
     assert isinstance(r.exception, UsageError)
@@ -270,7 +289,7 @@ def test_big_splits_are_sharded_in_parallel_and_read_back_in_order(project, monk
 
     from alignkit.config.data import DataSource
     from alignkit.data import build as build_mod
-    from alignkit.data.mixer import load_source
+    from alignkit.data.sources import load_source
 
     monkeypatch.setattr(build_mod, "SHARD_ROWS", 16)
     args = ["--task", "sft", "--data", str(project / "data.yaml"), "--tokenizer", str(project / "tok"), "--data.preprocessing_num_workers=2"]

@@ -44,7 +44,7 @@ REVIEWED = {
     ("alignkit/eval/judge.py", "write_json_atomic", "open:w"): "a .PID.tmp sibling, then os.replace",
     ("alignkit/eval/judge.py", "write_text_atomic", "write_text"): "a .PID.tmp sibling, then os.replace",
     ("alignkit/eval/sources.py", "fetch", "open:wb"): "downloads to a .part sibling, then os.replace",
-    ("alignkit/data/build.py", "HashCache.save", "os.fdopen:w"): "mkstemp, then os.replace",
+    ("alignkit/data/fingerprint.py", "HashCache.save", "os.fdopen:w"): "mkstemp, then os.replace",
     ("alignkit/commands/recipes.py", "copy", "write_text"): "a .yaml.tmp sibling, then shutil.move (a rename)",
     ("alignkit/commands/recipes.py", "copy", "shutil.move"): "the rename of the .yaml.tmp file",
     # in-memory first, then one of the primitives

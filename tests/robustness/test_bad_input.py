@@ -189,6 +189,13 @@ CASES = [
       "zephyr, chatml, llama3"),
     C("mix-task-unknown", ["mix", "preview", "--task", "ppo", "--data", "{d}/data_good.yaml"], ["--task", "'ppo'"],
       "use --task sft or --task dpo"),
+    # a --data file is read like every config file: line numbers, duplicate keys, YAML 1.2 booleans, typed errors
+    C("data-yaml-duplicate-key", [*PREVIEW, "{d}/data_dupkey.yaml"], ["data_dupkey.yaml:5", "key 'mix_seed' appears twice"],
+      "keep one 'mix_seed' (the first is on line 4)"),
+    C("data-yaml-11-boolean", [*PREVIEW, "{d}/data_yes_no.yaml"], ["data.mix_seed", "(got 'no')", "data_yes_no.yaml:4"],
+      "give data.mix_seed a valid value"),
+    C("data-yaml-bad-type", [*PREVIEW, "{d}/data_badtype.yaml"], ["data.mixture.0.weight", "(got 'lots')",
+                                                                  "data_badtype.yaml:2"], "see docs/data.md"),
     # ---------------------------------------------------------------- the same through `alignkit sft`: refused before launch
     C("sft-data-bad-role", [*RUN, "--output_dir={d}/o1", "--data.mixture=[{{path: {d}/badrole.jsonl}}]",
                             "--eval_strategy=no"], ["badrole.jsonl (train) row 5", "role is 'robot'"], "skip_invalid",
@@ -370,6 +377,9 @@ def corpus(tmp_path_factory, tiny_assets):
     _data_yaml(d, "data_extra.yaml", f"model:\n  model_name_or_path: x\ndata:\n  mixture:\n    - {{path: {d}/good.jsonl}}\n")
     _source(d, "data_nofallback.yaml", "good.jsonl", "  chat_template_fallback: none\n")
     _source(d, "data_badtemplate.yaml", "good.jsonl", "  chat_template: nosuch\n")
+    _source(d, "data_dupkey.yaml", "good.jsonl", "  mix_seed: 1\n  mix_seed: 2\n")
+    _source(d, "data_yes_no.yaml", "good.jsonl", "  mix_seed: no\n")  # YAML 1.1 read it as False, i.e. seed 0
+    _data_yaml(d, "data_badtype.yaml", f"data:\n  mixture:\n    - {{path: {d / 'good.jsonl'}, weight: lots}}\n")
 
     # model dirs: no weights; a tokenizer without a chat template
     shutil.copytree(model, d / "no-weights")

@@ -11,11 +11,11 @@ from alignkit.data.chat import (
     maybe_insert_system,
     builtin_template,
     render_preference,
-    render_table,
     resolve_chat_template,
     resolve_chat_template_with_origin,
     to_trl,
 )
+from alignkit.data.render import render_table
 from alignkit.errors import ConfigError, DataError
 
 

@@ -8,14 +8,8 @@ from collections import Counter
 import pytest
 
 from alignkit.config.data import DataConfig
-from alignkit.data.mixer import (
-    carve_count,
-    load_mixture,
-    mix,
-    plan_mixture,
-    rows_for_weight,
-    source_indices,
-)
+from alignkit.data.mixer import load_mixture, mix, plan_mixture
+from alignkit.data.sampling import carve_count, rows_for_weight, source_indices
 from alignkit.errors import ConfigError, DataError
 
 

@@ -1,0 +1,149 @@
+"""What ``alignkit mix preview|build|decontaminate`` works on: the data section, the task and the tokenizer.
+
+Either from the config layers (``--recipe R --task sft|dpo [--config F] [--key=value]``, resolved by
+alignkit.config.resolve) or from a stand-alone ``--data FILE.yaml`` holding a ``data:`` section plus
+``--data.key=value`` overrides. The file is read with the same YAML loader as every config
+(alignkit.config.yamlio: line numbers, duplicate keys, YAML 1.2 booleans) and its errors are translated
+the same way, naming the key and its ``file:line``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alignkit.errors import ConfigError, Problem, UsageError
+
+TRUNCATION_MODES = ("keep_start", "keep_end")
+
+
+@dataclass
+class MixInputs:
+    task: str
+    data: Any  # DataConfig
+    tokenizer: str | None
+    tokenizer_revision: str | None
+    max_length: int | None
+    trust_remote_code: bool = False
+    truncation_mode: str = "keep_start"  # DPO: TRL's default
+
+
+def check_task(task: str) -> str:
+    if task not in ("sft", "dpo"):
+        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix="use --task sft or --task dpo"))
+    return task
+
+
+def data_from_file(path: Path, extra: list[str], task: str = "sft"):
+    """DataConfig from a YAML file holding a 'data:' section, plus data-only overrides."""
+    from pydantic import ValidationError, create_model
+
+    from alignkit.config.data import DataConfig
+    from alignkit.config.layers import parse_overrides
+    from alignkit.config.resolve import _pydantic_problems
+    from alignkit.config.yamlio import LineDict, read_yaml
+
+    if not path.is_file():
+        raise UsageError(Problem(where=f"--data {path}", message="no such file", fix="check the path"))
+    doc = read_yaml(path)
+    if isinstance(doc, dict) and "data" in doc:
+        extra_keys = sorted(set(doc) - {"data"})
+        if extra_keys:
+            raise ConfigError(
+                Problem(
+                    where=str(path),
+                    message=f"has sections besides 'data' ({', '.join(extra_keys)})",
+                    fix="give a full config with --config (and --recipe), or keep only 'data:' in --data",
+                )
+            )
+        doc = doc["data"]
+    if not isinstance(doc, dict):
+        raise ConfigError(Problem(where=str(path), message="expected a mapping with a 'data:' section"))
+    # where each key was set, as the config layers record it: "file:line" or "command line"
+    provenance: dict[tuple[str, str], str] = {}
+    for key in doc:
+        line = doc.lines.get(key) if isinstance(doc, LineDict) else None
+        provenance[("data", str(key))] = f"{path}:{line}" if line else str(path)
+    overrides, positional, problems = parse_overrides(list(extra))
+    problems = list(problems)
+    for p in positional:
+        problems.append(Problem(where=p, message="unexpected argument", fix="overrides are written --data.key=value"))
+    fields = set(DataConfig.model_fields)
+    for key, value in overrides.items():
+        name = key[len("data."):] if key.startswith("data.") else key
+        if name not in fields or "." in name:
+            problems.append(
+                Problem(
+                    where=f"--{key}",
+                    message="without --recipe/--config only data.* keys can be overridden",
+                    fix=f"data keys: {', '.join(sorted(fields))}",
+                )
+            )
+            continue
+        doc[name] = value
+        provenance[("data", name)] = "command line"
+    if problems:
+        raise UsageError(problems)
+
+    data_only = create_model("DataOnly", data=(DataConfig, ...))  # errors located as data.<key>, like a config's
+    try:
+        return data_only.model_validate({"data": doc}).data
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc, task, provenance)) from None
+
+
+def resolve_inputs(
+    task: str,
+    *,
+    recipe: str | None,
+    profile: str | None,
+    config: list[Path] | None,
+    data_file: Path | None,
+    tokenizer: str | None,
+    max_length: int | None,
+    extra: list[str],
+    skip_invalid: bool = False,
+    truncation_mode: str | None = None,
+) -> MixInputs:
+    check_task(task)
+    if data_file is not None and (recipe or config):
+        raise UsageError(
+            Problem(where="--data", message="goes without --recipe/--config", fix="put the data section in your --config file instead")
+        )
+    if data_file is not None:
+        data = data_from_file(Path(data_file), extra, task)
+        inputs = MixInputs(task, data, tokenizer, None, max_length, truncation_mode=truncation_mode or "keep_start")
+    elif recipe or config:
+        from alignkit.config.resolve import resolve_config
+
+        cfg = resolve_config(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []], overrides=extra).config
+        model = cfg.model
+        tok = tokenizer or model.tokenizer_name_or_path or model.model_name_or_path
+        rev = None if tokenizer else getattr(model, "model_revision", None)
+        ml = max_length if max_length is not None else getattr(cfg.train, "max_length", None)
+        mode = truncation_mode or getattr(cfg.train, "truncation_mode", None) or "keep_start"
+        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode)
+    else:
+        raise UsageError(
+            Problem(
+                where="alignkit mix",
+                message="no data given",
+                fix="use --recipe NAME (and/or --config FILE.yaml), or --data FILE.yaml with a 'data:' section",
+            )
+        )
+    if task == "dpo" and inputs.truncation_mode not in TRUNCATION_MODES:
+        raise ConfigError(
+            Problem(
+                where="--truncation-mode" if truncation_mode else "train.truncation_mode",
+                message=f"{inputs.truncation_mode!r} is not one of {', '.join(TRUNCATION_MODES)} (TRL's collator rejects it)",
+                fix="keep_start (TRL's default: cut the end) or keep_end (cut the start of the prompt)",
+            )
+        )
+    if skip_invalid:
+        inputs.data = inputs.data.model_copy(update={"skip_invalid": True})
+    # a typo in the template name must not wait for the data and the tokenizer to load
+    from alignkit.data.chat import check_template_value
+
+    check_template_value(inputs.data.chat_template)
+    return inputs
