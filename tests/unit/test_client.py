@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from alignkit.errors import DataError, RuntimeFailure, UsageError  # noqa: E402
-from alignkit.eval.judge import ChatClient, JsonlLog, chat_completions_url  # noqa: E402
+from alignkit.client import ChatClient, JsonlLog, chat_completions_url  # noqa: E402
 from tests.eval_support import CANARY, FakeJudge  # noqa: E402
 
 
