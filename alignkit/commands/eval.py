@@ -46,6 +46,20 @@ def _progress():
     )
 
 
+def _prepare(bench: str, o: dict[str, Any]):
+    """``bench.prepare`` with the options mt-bench and alpaca-eval share, taken by name from the command's
+    parameters ``o``: (model id, output dir, judge client or None, generator factory)."""
+    from alignkit.eval.bench import prepare
+
+    return prepare(
+        bench, o["model"], o["model_id"], o["output"], o["answers_only"], o["judge_model"], o["judge_base_url"],
+        o["judge_api_key_env"], backend=o["backend"], base_url=o["model_base_url"], api_key_env=o["model_api_key_env"],
+        batch_size=o["batch_size"], concurrency=o["concurrency"], timeout=o["timeout"], max_retries=o["max_retries"],
+        dtype=o["dtype"], attn_implementation=o["attn_implementation"], trust_remote_code=o["trust_remote_code"],
+        chat_template=o["chat_template"], seed=o["seed"],
+    )
+
+
 # -- mt-bench --------------------------------------------------------------------------------
 
 
@@ -78,15 +92,9 @@ def mt_bench(
     refresh_sources: RefreshOpt = False,
 ) -> None:
     """MT-Bench with FastChat's rules: 80 two-turn questions, single-answer grading by a judge model."""
-    from alignkit.eval import bench, mtbench
+    from alignkit.eval import mtbench
 
-    mid, out, judge, factory = bench.prepare(
-        "mt-bench", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
-        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
-        seed=seed,
-    )
+    mid, out, judge, factory = _prepare("mt-bench", locals())
     with _progress() as progress:
         result = mtbench.run_mt_bench(
             model=model,
@@ -171,15 +179,9 @@ def alpaca_eval(
     refresh_sources: RefreshOpt = False,
 ) -> None:
     """AlpacaEval: pairwise judgments against reference outputs, AlpacaEval's win rates."""
-    from alignkit.eval import alpaca, bench
+    from alignkit.eval import alpaca
 
-    mid, out, judge, factory = bench.prepare(
-        "alpaca-eval", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
-        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
-        seed=seed,
-    )
+    mid, out, judge, factory = _prepare("alpaca-eval", locals())
     with _progress() as progress:
         result = alpaca.run_alpaca_eval(
             model=model,

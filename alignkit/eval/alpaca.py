@@ -40,7 +40,7 @@ from typing import Any, Callable
 from alignkit.client import ChatClient, ChatResponse, JsonlLog
 from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
-from alignkit.eval.bench import answers as kept_answers
+from alignkit.eval.bench import collect_answers
 from alignkit.eval.bench import finite_or_none, generate_missing, write_results
 from alignkit.eval.judge import ask_missing, unscorable
 from alignkit.eval.scoring import N_ALPACA_EVAL, in_range, length_controlled_win_rate, score_preferences  # noqa: F401 (re-exported)
@@ -320,7 +320,7 @@ def run_alpaca_eval(
         references = references[:limit]
     template = load_judge_template(judge_prompt_spec, refresh=refresh_sources) if judge is not None else ""
     output = Path(output)
-    outputs = kept_answers(
+    outputs = collect_answers(
         output, answer_key, list(range(len(references))), model_id=model_id, generator_factory=generator_factory,
         missing="instructions have no output yet", progress=progress,
         answer=lambda generator, log, advance: generate_outputs(references, generator, log, model_id=model_id,

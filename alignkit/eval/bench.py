@@ -15,6 +15,7 @@ from typing import Any, Callable, Hashable, Iterable, Optional
 
 from alignkit.client import JsonlLog, chunks
 from alignkit.errors import Problem, UsageError
+from alignkit.eval.judge import judge_client
 from alignkit.fsutil import write_json_atomic
 
 ANSWERS = "answers.jsonl"
@@ -70,8 +71,6 @@ def prepare(bench: str, model: str, model_id: Optional[str], output: Optional[Pa
             max_retries: int, timeout: float, **generation: Any):
     """What every benchmark command starts with: (model id, output dir (checked), the judge client (none with
     --answers-only), the generator factory). ``generation`` goes to ``make_generator``."""
-    from alignkit.eval.judge import judge_client
-
     mid = model_id_for(model, model_id)
     out = Path(output) if output else default_output(model, mid, bench)
     check_output(out, mid)
@@ -176,7 +175,7 @@ def generate_missing(
                 on_progress(len(batch))
 
 
-def answers(
+def collect_answers(
     output: Path,
     key: Callable[[dict], tuple],
     ids: list[Any],

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from alignkit.client import ChatClient, JsonlLog
 from alignkit.errors import DataError, Problem, RuntimeFailure
 from alignkit.eval import sources
-from alignkit.eval.bench import answers as kept_answers
+from alignkit.eval.bench import collect_answers
 from alignkit.eval.bench import generate_missing, progress_step, write_results
 from alignkit.eval.judge import ask_missing, unscorable
 from alignkit.eval.scoring import score_judgments  # noqa: F401 (re-exported)
@@ -366,7 +366,7 @@ def run_mt_bench(
         if any(q["category"] in NEED_REF_CATS for q in questions):
             references = load_references(references_spec, refresh=refresh_sources)
     output = Path(output)
-    answers = kept_answers(
+    answers = collect_answers(
         output, answer_key, [q["question_id"] for q in questions], model_id=model_id,
         generator_factory=generator_factory, missing="questions have no answer yet", progress=progress,
         answer=lambda generator, log, advance: generate_answers(questions, generator, log, model_id=model_id,
