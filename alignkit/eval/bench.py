@@ -19,7 +19,6 @@ from alignkit.eval.judge import judge_client
 from alignkit.fsutil import write_json_atomic
 
 ANSWERS = "answers.jsonl"
-RESULTS = "results.json"
 
 
 # ---------------------------------------------------------------------------------------------
