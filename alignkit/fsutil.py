@@ -42,8 +42,22 @@ def _umask() -> int:
     return current
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def write_json_atomic(path: str | os.PathLike, data: Any, *, ensure_ascii: bool = True, strict: bool = False) -> None:
+    """``data`` as indented JSON through ``write_atomic``. A value JSON cannot hold is written as ``str(value)``.
+
+    ``strict`` (results files): NaN and infinities raise ``ValueError``, numbers from numpy/torch
+    (anything with ``.item()``) are written as numbers and any other such value raises ``TypeError``.
+    ``ensure_ascii=False`` keeps non-ASCII text as it is instead of ``\\uXXXX`` escapes.
+    """
+    text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=ensure_ascii, allow_nan=not strict,
+                      default=_plain_number if strict else str)
+    write_atomic(path, text + "\n")
+
+
+def _plain_number(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

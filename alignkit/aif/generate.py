@@ -6,7 +6,7 @@
   sampling settings come from the model's ``generation_config.json``). Each batch is seeded with
   ``derive_seed(seed, model id, first prompt id, first sample)``, so a batch re-run after an
   interruption samples the same way.
-* Endpoints go through ``alignkit.eval.judge.ChatClient`` (bounded concurrency, retries, key read
+* Endpoints go through ``alignkit.client.ChatClient`` (bounded concurrency, retries, key read
   from the environment at request time), one request per sample.
 * ``completions.jsonl`` is keyed by (prompt_id, model, sample): a re-run skips every key already
   there, so an interrupted run resumes and raising ``n`` only adds samples. A model's settings
@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+
 
 from alignkit.aif.manifest import WorkDir, derive_seed, load_log
-from alignkit.aif.models import ModelSpec, make_client
+from alignkit.aif.models import ModelSpec
 from alignkit.aif.progress import Reporter, quiet_hf
 from alignkit.aif.prompts import Prompt
+from alignkit.client import chunks, make_client
 from alignkit.errors import Problem, UsageError
 
 GREEDY_BELOW = 1e-4  # as alignkit.eval.generate (FastChat): below this temperature, greedy decoding
@@ -124,20 +125,12 @@ def sample_local(gen, conversations: list[list[dict]], model: ModelSpec, seed: i
     """(text, finish_reason, new tokens) per conversation, from a loaded ``TransformersGenerator``."""
     import torch
 
+    from alignkit.eval.generate import Decoding
+
     tok, lm = gen.tokenizer, gen.model
     s = model.sampling
-    texts = [gen.render(c) for c in conversations]
-    enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    enc = {k: v.to(lm.device) for k, v in enc.items()}
-    kw: dict[str, Any] = {"max_new_tokens": int(s.max_new_tokens), "pad_token_id": tok.pad_token_id}
-    if s.temperature < GREEDY_BELOW:
-        kw["do_sample"] = False
-    else:
-        kw.update(do_sample=True, temperature=float(s.temperature), top_p=float(s.top_p))
     torch.manual_seed(seed)
-    with torch.inference_mode():
-        ids = lm.generate(**enc, **kw)
-    new = ids[:, enc["input_ids"].shape[1] :].tolist()
+    new = gen.new_tokens(conversations, Decoding(float(s.temperature), int(s.max_new_tokens)), top_p=float(s.top_p)).tolist()
     eos = _eos_ids(lm, tok)
     out = []
     for row in new:
@@ -157,7 +150,6 @@ def _todo(prompts: list[Prompt], model: ModelSpec, log) -> list[tuple[Prompt, in
 
 def _run_local(model: ModelSpec, todo, log, opts: LocalOptions, reporter: Reporter) -> dict:
     from alignkit.eval.generate import TransformersGenerator
-    from alignkit.eval.judge import chunks
 
     stats = {"new": 0, "tokens": 0, "truncated": 0}
     with quiet_hf():
@@ -188,7 +180,6 @@ def _run_local(model: ModelSpec, todo, log, opts: LocalOptions, reporter: Report
 
 def _run_vllm(model: ModelSpec, todo, log, opts: LocalOptions, reporter: Reporter) -> dict:
     from alignkit.eval.generate import VLLMGenerator
-    from alignkit.eval.judge import chunks
 
     stats = {"new": 0, "tokens": 0, "truncated": 0}
     gen = VLLMGenerator(
@@ -228,7 +219,6 @@ def _run_vllm(model: ModelSpec, todo, log, opts: LocalOptions, reporter: Reporte
 
 
 def _run_endpoint(model: ModelSpec, todo, log, opts: EndpointOptions, reporter: Reporter, sleep=None) -> dict:
-    from alignkit.eval.judge import chunks
 
     stats = {"new": 0, "tokens": 0, "truncated": 0}
     client = make_client(

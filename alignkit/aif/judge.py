@@ -8,7 +8,7 @@ outside 1–5, is recorded with ``rating: null`` and its status (``unparsable`` 
 never guessed. A completion's score is the mean of its aspect ratings, and only exists when every
 aspect has a valid rating (``completion_scores``).
 
-Requests go through ``alignkit.eval.judge.ChatClient`` (bounded concurrency, retries with backoff,
+Requests go through ``alignkit.client.ChatClient`` (bounded concurrency, retries with backoff,
 API key read from the environment variable named by ``--judge-api-key-env`` and never written);
 each answer is appended to ``ratings.jsonl`` as it arrives, keyed by (prompt_id, model, sample,
 aspect, judge model), so a re-run makes no call twice. ``--retry-unparsable`` asks again where the
@@ -266,7 +266,7 @@ def judge_completions(
         n = (resp.usage or {}).get("completion_tokens")
         reporter.advance(1, n if isinstance(n, int) else 0)
 
-    from alignkit.eval.judge import chunks
+    from alignkit.client import chunks
 
     try:
         for batch in chunks(todo, JUDGE_CHUNK):

@@ -135,8 +135,8 @@ class WorkDir:
 
 
 def load_log(path: Path, key: Callable[[dict], Any]):
-    """The resume log at ``path`` (``alignkit.eval.judge.JsonlLog``)."""
-    from alignkit.eval.judge import JsonlLog
+    """The resume log at ``path`` (``alignkit.client.JsonlLog``)."""
+    from alignkit.client import JsonlLog
 
     return JsonlLog(path, key)
 

@@ -75,7 +75,7 @@ class ModelSpec:
         """What is printed for the model: its directory, or the endpoint without credentials."""
         if self.kind == "local":
             return str(self.path)
-        from alignkit.eval.judge import display_url
+        from alignkit.client import display_url
 
         return f"{display_url(self.base_url or '')}#{self.served_model}"
 
@@ -86,7 +86,7 @@ class ModelSpec:
             ident["path"] = str(Path(self.path).resolve()) if self.path else None
             ident["chat_template"] = _template_digest(self.chat_template)
         else:
-            from alignkit.eval.judge import display_url
+            from alignkit.client import display_url
 
             ident["endpoint"] = display_url(self.base_url or "")
             ident["model"] = self.served_model
@@ -131,7 +131,7 @@ def parse_model_arg(text: str, sampling: Sampling, *, api_key_env: str | None = 
     if _is_url(rest):
         url, sep, name = rest.rpartition("#")
         if not sep or not name or not _is_url(url):
-            from alignkit.eval.judge import display_url
+            from alignkit.client import display_url
 
             raise UsageError(
                 Problem(
@@ -140,10 +140,10 @@ def parse_model_arg(text: str, sampling: Sampling, *, api_key_env: str | None = 
                     fix="write URL#MODEL, e.g. http://127.0.0.1:8000/v1#my-model",
                 )
             )
-        from alignkit.eval.judge import chat_completions_url
+        from alignkit.client import chat_completions_url
 
         chat_completions_url(url, option=option)  # validates the URL
-        from alignkit.eval.judge import display_url
+        from alignkit.client import display_url
 
         origin = f"{option} {display_url(url)}#{name}"
         if chat_template:
@@ -318,38 +318,3 @@ def check_unique(models: list[ModelSpec]) -> None:
         seen.setdefault(m.id, m)
     if problems:
         raise UsageError(problems)
-
-
-def make_client(
-    base_url: str,
-    model: str,
-    *,
-    api_key_env: str | None,
-    concurrency: int,
-    timeout: float,
-    max_retries: int,
-    what: str,
-    sleep=None,
-):
-    """A ``ChatClient``; as in ``alignkit eval``, OPENAI_API_KEY is used by default only for
-    api.openai.com and never sent to another host."""
-    from alignkit.eval.judge import ChatClient
-
-    openai = (urllib.parse.urlsplit(base_url.strip()).hostname or "") == "api.openai.com"
-    require = bool(api_key_env) or openai
-    if not api_key_env and openai:
-        api_key_env = "OPENAI_API_KEY"
-    kw: dict[str, Any] = {}
-    if sleep is not None:
-        kw["sleep"] = sleep
-    return ChatClient(
-        base_url,
-        model,
-        api_key_env=api_key_env,
-        require_key=require,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        what=what,
-        **kw,
-    )

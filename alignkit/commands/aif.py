@@ -163,7 +163,7 @@ def judge(
     """Rate every completion on each aspect (1-5, with a rationale); resumable, no call is paid twice."""
     from alignkit.aif import judge as aj
     from alignkit.aif.manifest import WorkDir
-    from alignkit.aif.models import make_client
+    from alignkit.client import make_client
 
     prompts = aj.load_judge_prompts(judge_prompts)
     chosen = aj.parse_aspects(aspects, prompts)

@@ -5,13 +5,17 @@ Importing this module is cheap: everything heavy is imported inside the commands
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from alignkit.errors import DataError, NotYetAvailable, Problem, UsageError
+from alignkit.commands.eval_options import (
+    AnswersOnlyOpt, AttnOpt, BackendOpt, BatchOpt, ConcOpt, ConfigOpt, DtypeOpt, JudgeKeyOpt, JudgeUrlOpt, LimitOpt,
+    ModelIdOpt, ModelKeyOpt, ModelOpt, ModelUrlOpt, OutputOpt, PlainBatchOpt, RecipeOpt, RefreshOpt, RetryOpt,
+    SeedOpt, TemplateOpt, TimeoutOpt, TrustOpt,
+)  # fmt: skip
+from alignkit.errors import NotYetAvailable, Problem
 from alignkit.eval import defaults  # constants only: the evaluation code is imported by each command
 
 app = typer.Typer(
@@ -21,28 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# -- shared options -----------------------------------------------------------------------------
-
-ModelOpt = Annotated[str, typer.Option("--model", help="Model directory (full model or PEFT adapter); with --model-base-url, the served model's name.")]
-ModelIdOpt = Annotated[Optional[str], typer.Option("--model-id", help="Name of the model in answer/judgment files (default: the directory's name).")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Generation backend: auto, transformers, endpoint, vllm (auto = endpoint when --model-base-url is given).")]
-ModelUrlOpt = Annotated[Optional[str], typer.Option("--model-base-url", help="OpenAI-compatible base URL serving --model (e.g. http://127.0.0.1:8000/v1).")]
-ModelKeyOpt = Annotated[Optional[str], typer.Option("--model-api-key-env", help="NAME of the environment variable holding the served model's API key.")]
-JudgeUrlOpt = Annotated[str, typer.Option("--judge-base-url", help="OpenAI-compatible base URL of the judge.")]
-JudgeKeyOpt = Annotated[Optional[str], typer.Option("--judge-api-key-env", help="NAME of the environment variable holding the judge's API key (default: OPENAI_API_KEY for api.openai.com, none for other hosts). The key is never printed or saved.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Directory for answers, judgments and results.json (default: MODEL/eval/<benchmark>).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (transformers backend).")]
-ConcOpt = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once (judge and served model).")]
-RetryOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per request on 429/5xx/timeouts, with exponential backoff.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per HTTP request.")]
-TemplateOpt = Annotated[Optional[str], typer.Option("--chat-template", help="Chat template override: a .jinja file or a built-in name (zephyr).")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPUs that have it, fp32 on CPU), bf16, fp16, fp32.")]
-AttnOpt = Annotated[Optional[str], typer.Option("--attn-implementation", help="e.g. flash_attention_2, sdpa.")]
-TrustOpt = Annotated[bool, typer.Option("--trust-remote-code/--no-trust-remote-code", help="Run code shipped with the model.")]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions/instructions (smoke tests; the score is not the benchmark's).")]
-AnswersOnlyOpt = Annotated[bool, typer.Option("--answers-only", help="Generate answers, skip judging.")]
-RefreshOpt = Annotated[bool, typer.Option("--refresh-sources", help="Download URL sources again instead of using the cache under HF_HOME.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Sampling seed for generation.")]
+# the options are declared once, in alignkit.commands.eval_options
 
 
 def _console(stderr: bool = False):
@@ -63,76 +46,18 @@ def _progress():
     )
 
 
-def _judge_client(model: str, base_url: str, key_env: Optional[str], concurrency: int, max_retries: int, timeout: float):
-    from alignkit.eval.judge import ChatClient
+def _prepare(bench: str, o: dict[str, Any]):
+    """``bench.prepare`` with the options mt-bench and alpaca-eval share, taken by name from the command's
+    parameters ``o``: (model id, output dir, judge client or None, generator factory)."""
+    from alignkit.eval.bench import prepare
 
-    import urllib.parse
-
-    # OPENAI_API_KEY is used by default only for OpenAI's own API: never send it to another host
-    openai = (urllib.parse.urlsplit(base_url.strip()).hostname or "") == "api.openai.com"
-    require = key_env is not None or openai
-    if key_env is None and openai:
-        key_env = "OPENAI_API_KEY"
-    return ChatClient(
-        base_url,
-        model,
-        api_key_env=key_env,
-        require_key=require,
-        concurrency=concurrency,
-        timeout=timeout,
-        max_retries=max_retries,
-        what="judge",
+    return prepare(
+        bench, o["model"], o["model_id"], o["output"], o["answers_only"], o["judge_model"], o["judge_base_url"],
+        o["judge_api_key_env"], backend=o["backend"], base_url=o["model_base_url"], api_key_env=o["model_api_key_env"],
+        batch_size=o["batch_size"], concurrency=o["concurrency"], timeout=o["timeout"], max_retries=o["max_retries"],
+        dtype=o["dtype"], attn_implementation=o["attn_implementation"], trust_remote_code=o["trust_remote_code"],
+        chat_template=o["chat_template"], seed=o["seed"],
     )
-
-
-def _generator_factory(model: str, **kw: Any):
-    from alignkit.eval.generate import make_generator
-
-    if kw.get("backend") == "auto" and not kw.get("base_url") and not Path(model).is_dir():
-        raise UsageError(
-            Problem(where="--model", message=f"{model}: not a local directory", fix="give a model directory, or --model-base-url for a served model")
-        )
-    return lambda: make_generator(model, **kw)
-
-
-def _setup(bench: str, model: str, model_id: Optional[str], output: Optional[Path], answers_only: bool,
-           judge_model: str, judge_base_url: str, judge_api_key_env: Optional[str], *, concurrency: int,
-           max_retries: int, timeout: float, **generation: Any):
-    """What every benchmark command starts with: the model id, the output dir (checked), the judge client
-    (none with --answers-only) and the generator factory."""
-    from alignkit.eval import mtbench
-
-    mid = mtbench.model_id_for(model, model_id)
-    out = Path(output) if output else mtbench.default_output(model, mid, bench)
-    _check_output(out, mid)
-    judge = None if answers_only else _judge_client(judge_model, judge_base_url, judge_api_key_env, concurrency,
-                                                    max_retries, timeout)
-    factory = _generator_factory(model, concurrency=concurrency, timeout=max(timeout, 600.0),
-                                 max_retries=max_retries, **generation)
-    return mid, out, judge, factory
-
-
-def _check_output(output: Path, model_id: str) -> None:
-    """Refuse to mix two models' answers in one directory by accident."""
-    for name in ("answers.jsonl",):
-        f = output / name
-        if not f.is_file():
-            continue
-        with open(f, encoding="utf-8") as fh:
-            first = fh.readline()
-        try:
-            rec = json.loads(first) if first.strip() else {}
-        except ValueError:
-            continue
-        other = rec.get("model_id") or rec.get("generator")
-        if other and other != model_id:
-            raise UsageError(
-                Problem(
-                    where=str(f),
-                    message=f"holds answers of model {other!r}, not {model_id!r}",
-                    fix="use another --output (or the same --model-id to resume that run)",
-                )
-            )
 
 
 # -- mt-bench --------------------------------------------------------------------------------
@@ -169,13 +94,7 @@ def mt_bench(
     """MT-Bench with FastChat's rules: 80 two-turn questions, single-answer grading by a judge model."""
     from alignkit.eval import mtbench
 
-    mid, out, judge, factory = _setup(
-        "mt-bench", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
-        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
-        seed=seed,
-    )
+    mid, out, judge, factory = _prepare("mt-bench", locals())
     with _progress() as progress:
         result = mtbench.run_mt_bench(
             model=model,
@@ -196,10 +115,9 @@ def mt_bench(
     if not result.get("judged"):
         console.print(f"answers: {result['answers']} ({result['n_questions']} questions); judging skipped")
         return
-    from alignkit.eval.judge import write_text_atomic
+    from alignkit.fsutil import write_atomic
 
-    md = mtbench.results_markdown(result)
-    write_text_atomic(out / "results.md", md)
+    write_atomic(out / "results.md", mtbench.results_markdown(result))
     _print_mt_table(console, result)
     try:
         from alignkit.eval.report import plot_mtbench_categories
@@ -263,13 +181,7 @@ def alpaca_eval(
     """AlpacaEval: pairwise judgments against reference outputs, AlpacaEval's win rates."""
     from alignkit.eval import alpaca
 
-    mid, out, judge, factory = _setup(
-        "alpaca-eval", model, model_id, output, answers_only, judge_model, judge_base_url, judge_api_key_env,
-        backend=backend, base_url=model_base_url, api_key_env=model_api_key_env, batch_size=batch_size,
-        concurrency=concurrency, timeout=timeout, max_retries=max_retries, dtype=dtype,
-        attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, chat_template=chat_template,
-        seed=seed,
-    )
+    mid, out, judge, factory = _prepare("alpaca-eval", locals())
     with _progress() as progress:
         result = alpaca.run_alpaca_eval(
             model=model,
@@ -294,9 +206,9 @@ def alpaca_eval(
         return
     from rich.table import Table
 
-    from alignkit.eval.judge import write_text_atomic
+    from alignkit.fsutil import write_atomic
 
-    write_text_atomic(out / "results.md", alpaca.results_markdown(result))
+    write_atomic(out / "results.md", alpaca.results_markdown(result))
 
     def f(x):
         return "–" if x is None else f"{x:.2f}"
@@ -319,49 +231,6 @@ def alpaca_eval(
 # -- offline metrics ---------------------------------------------------------------------------
 
 
-def _load_rows(
-    task: str, data: Optional[Path], recipe: Optional[str], config: Optional[list[Path]], limit: Optional[int]
-) -> tuple[list[dict], str, Any]:
-    """Rows from ``--data`` (a local file), or the test split of a recipe/config's data mixture.
-
-    Returns (rows, where they came from, the resolved config or None).
-    """
-    if data is not None and (recipe or config):
-        raise UsageError(Problem(where="--data", message="goes without --recipe/--config", fix="give one or the other"))
-    if data is not None:
-        from alignkit.eval.sources import read_records
-
-        if not data.is_file():
-            raise DataError(Problem(where="--data", message=f"no such file: {data}", fix="give a local .json or .jsonl file"))
-        rows = read_records(data, option="--data")
-        return (rows[:limit] if limit else rows), str(data), None
-    if not recipe and not config:
-        raise UsageError(
-            Problem(
-                where=f"alignkit eval {'prefs' if task == 'dpo' else 'loss'}",
-                message="no data given",
-                fix="pass --data FILE.jsonl, or --recipe NAME / --config FILE.yaml to use the run's test split",
-            )
-        )
-    from alignkit.config.resolve import resolve_config
-    from alignkit.data.mixer import load_mixture
-
-    cfg = resolve_config(task, recipe=recipe, config_files=[str(c) for c in config or []]).config
-    splits = load_mixture(cfg.data, task)
-    if "test" not in splits or len(splits["test"]) == 0:
-        raise DataError(
-            Problem(
-                where=f"{recipe or ', '.join(map(str, config or []))}: data",
-                message="the data mixture has no test split",
-                fix="add a test source (split name containing 'test') or test_split_size, or pass --data",
-            )
-        )
-    test = splits["test"]
-    if limit:
-        test = test.select(range(min(limit, len(test))))
-    return test.to_list(), f"{recipe or config} (test split)", cfg
-
-
 def _prefs_module():
     try:
         from alignkit.eval import prefs
@@ -371,13 +240,9 @@ def _prefs_module():
 
 
 def _write_offline(out: Path, result: dict) -> None:
-    from alignkit.eval.judge import write_json_atomic
+    from alignkit.eval.bench import write_results
 
-    write_json_atomic(out / "results.json", result)
-
-
-RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Use the test split of this recipe's data mixture.")]
-ConfigOpt = Annotated[Optional[list[Path]], typer.Option("--config", "-c", help="Your run YAML (repeatable): its data mixture's test split.")]
+    write_results(out / "results.json", result)
 
 
 @app.command("prefs")
@@ -388,14 +253,16 @@ def prefs_cmd(
     config: ConfigOpt = None,
     ref: Annotated[Optional[str], typer.Option("--ref", help="Reference model dir for DPO's implicit reward (e.g. the SFT model).")] = None,
     beta: Annotated[Optional[float], typer.Option("--beta", help="DPO beta for the implicit reward (default: the recipe's, else 0.1).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    batch_size: PlainBatchOpt = 16,
     limit: LimitOpt = None,
     output: OutputOpt = None,
     chat_template: TemplateOpt = None,
 ) -> None:
     """Held-out preference accuracy and mean reward margin (DPO implicit reward against --ref)."""
     prefs = _prefs_module()
-    rows, source, cfg = _load_rows("dpo", data, recipe, config, limit)
+    from alignkit.eval.offline import default_output, held_out_rows
+
+    rows, source, cfg = held_out_rows("dpo", data, recipe, config, limit)
     if beta is None:
         beta = float(getattr(getattr(cfg, "train", None), "beta", None) or 0.1)
     kwargs: dict[str, Any] = {"ref_model_dir": ref, "beta": beta, "batch_size": batch_size}
@@ -405,7 +272,7 @@ def prefs_cmd(
         kwargs["chat_template"] = resolve_chat_template(chat_template)
     res = prefs.preference_metrics(model, rows, **kwargs)
     result = {"benchmark": "prefs", "model_path": model, "ref_model_path": ref, "data": source, **res}
-    out = Path(output) if output else (Path(model) / "eval" / "prefs" if Path(model).is_dir() else Path("eval/prefs"))
+    out = Path(output) if output else default_output(model, "prefs")
     _write_offline(out, result)
     _print_kv("held-out preferences", result)
     _console().print(f"results: {out / 'results.json'}")
@@ -417,14 +284,16 @@ def loss_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", help="SFT test rows (.json/.jsonl) with 'messages'.")] = None,
     recipe: RecipeOpt = None,
     config: ConfigOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    batch_size: PlainBatchOpt = 8,
     limit: LimitOpt = None,
     output: OutputOpt = None,
     chat_template: TemplateOpt = None,
 ) -> None:
     """Eval loss (assistant tokens) and perplexity on an SFT test split."""
     prefs = _prefs_module()
-    rows, source, _ = _load_rows("sft", data, recipe, config, limit)
+    from alignkit.eval.offline import default_output, held_out_rows
+
+    rows, source, _ = held_out_rows("sft", data, recipe, config, limit)
     kwargs: dict[str, Any] = {"batch_size": batch_size}
     if chat_template:
         from alignkit.eval.generate import resolve_chat_template
@@ -432,7 +301,7 @@ def loss_cmd(
         kwargs["chat_template"] = resolve_chat_template(chat_template)
     res = prefs.eval_loss(model, rows, **kwargs)
     result = {"benchmark": "loss", "model_path": model, "data": source, **res}
-    out = Path(output) if output else (Path(model) / "eval" / "loss" if Path(model).is_dir() else Path("eval/loss"))
+    out = Path(output) if output else default_output(model, "loss")
     _write_offline(out, result)
     _print_kv("eval loss", result)
     _console().print(f"results: {out / 'results.json'}")
@@ -457,7 +326,7 @@ def lm_eval_cmd(
     tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated lm-evaluation-harness task names.")],
     include_path: Annotated[Optional[Path], typer.Option("--include-path", help="Directory of extra task YAMLs (local tasks work offline).")] = None,
     num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", min=0)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    batch_size: PlainBatchOpt = 8,
     limit: LimitOpt = None,
     apply_chat_template: Annotated[bool, typer.Option("--apply-chat-template/--no-apply-chat-template", help="Render prompts with the model's chat template.")] = False,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, cuda:0, cpu (default: cuda when available).")] = None,
@@ -465,53 +334,12 @@ def lm_eval_cmd(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Run lm-evaluation-harness tasks on a local model (optional extra: pip install 'alignkit[eval]')."""
-    try:
-        import lm_eval
-        from lm_eval.tasks import TaskManager
-    except ImportError:
-        raise UsageError(
-            Problem(where="alignkit eval lm-eval", message="lm-evaluation-harness is not installed", fix="pip install 'alignkit[eval]'")
-        ) from None
-    if not Path(model).is_dir():
-        raise UsageError(Problem(where="--model", message=f"{model}: not a local model directory"))
-    if include_path is not None and not include_path.is_dir():
-        raise UsageError(Problem(where="--include-path", message=f"{include_path}: not a directory"))
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
-    if not task_list:
-        raise UsageError(Problem(where="--tasks", message="no task given"))
-    if device is None:
-        import torch
+    from alignkit.eval.offline import run_lm_eval
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    from alignkit.modeling import adapter_base, is_adapter_dir
-
-    margs = f"pretrained={model},trust_remote_code={trust_remote_code}"
-    if is_adapter_dir(model):
-        margs = f"pretrained={adapter_base(model)},peft={model},trust_remote_code={trust_remote_code}"
-    tm = TaskManager(include_path=str(include_path) if include_path else None)
-    unknown = [t for t in task_list if t not in tm.all_tasks]
-    if unknown:
-        raise UsageError(
-            Problem(where="--tasks", message=f"unknown task(s): {', '.join(unknown)}", fix="check the name, or pass --include-path with the task YAMLs")
-        )
-    res = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=margs,
-        tasks=task_list,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        device=device,
-        limit=limit,
-        task_manager=tm,
-        apply_chat_template=apply_chat_template,
-    )
-    if res is None:
-        raise UsageError(Problem(where="alignkit eval lm-eval", message="lm-eval returned no results"))
-    metrics = {
-        task: {k: v for k, v in vals.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for task, vals in res.get("results", {}).items()
-    }
-    result = {"benchmark": "lm-eval", "model_path": model, "tasks": task_list, "results": metrics}
+    result = run_lm_eval(model, tasks, include_path=include_path, num_fewshot=num_fewshot, batch_size=batch_size,
+                         limit=limit, apply_chat_template=apply_chat_template, device=device,
+                         trust_remote_code=trust_remote_code)
+    metrics = result["results"]
     out = Path(output) if output else (Path(model) / "eval" / "lm-eval")
     _write_offline(out, result)
     from rich.table import Table

@@ -33,22 +33,23 @@ import hashlib
 import math
 import random
 import re
-import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from alignkit.client import ChatClient, ChatResponse, JsonlLog
 from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
 from alignkit.eval import sources
-from alignkit.eval.bench import answer_missing, ask_missing, unscorable
-from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog, chunks, finite_or_none, write_json_atomic
+from alignkit.eval.bench import collect_answers
+from alignkit.eval.bench import finite_or_none, generate_missing, write_results
+from alignkit.eval.judge import ask_missing, unscorable
+from alignkit.eval.scoring import N_ALPACA_EVAL, in_range, length_controlled_win_rate, score_preferences  # noqa: F401 (re-exported)
 
 from alignkit.eval.defaults import AE_RAW  # noqa: F401 (re-exported)
 from alignkit.eval.defaults import ALPACA_JUDGE_MODEL as DEFAULT_JUDGE_MODEL  # noqa: F401 (re-exported)
 from alignkit.eval.defaults import ALPACA_JUDGE_PROMPT as DEFAULT_JUDGE_PROMPT
 DEFAULT_SEED = 0
 SWITCH_COLUMN = "is_switched_outputs"
-N_ALPACA_EVAL = 805
 
 PARSERS = ("weighted", "clf", "ranking", "token")
 #: request parameters of AlpacaEval's annotator configs, per parser
@@ -171,88 +172,6 @@ def parse_preference(resp: ChatResponse, parser: str) -> float:
     raise UsageError(Problem(where="--judge-parser", message=f"unknown parser {parser!r}", fix="one of " + ", ".join(PARSERS)))
 
 
-def _preferences(values: list[Any]) -> list[float]:
-    out = []
-    for v in values:
-        if v is None or isinstance(v, bool):
-            out.append(math.nan)
-            continue
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = math.nan
-        out.append(1.5 if x == 0 else x)  # backward compatibility: 0 meant a draw
-    return out
-
-
-def _describe(preds: list[float], n_draws: int) -> dict[str, Any]:
-    valid = [p - 1 for p in preds if not math.isnan(p) and 1 <= p <= 2]
-    n = len(valid)
-    mean = sum(valid) / n if n else math.nan
-    sem = statistics.stdev(valid) / math.sqrt(n) if n > 1 else math.nan
-    return {
-        "win_rate": finite_or_none(mean * 100),
-        "standard_error": finite_or_none(sem * 100),
-        "n_wins": sum(1 for p in valid if p > 0.5),
-        "n_wins_base": sum(1 for p in valid if p < 0.5),
-        "n_draws": n_draws,
-        "n_total": n,
-    }
-
-
-def score_preferences(values: list[Any]) -> dict[str, Any]:
-    """AlpacaEval's ``get_winrate``: the absolute-scoring win rate plus the discrete win rate."""
-    preds = _preferences(values)
-    out = _describe(preds, n_draws=sum(1 for p in preds if p == 1.5))
-    # ZeroOneScoringRule: 1.5 -> 0, round half to even, 0 -> 1.5 (a draw, worth half)
-    discrete = []
-    for p in preds:
-        if math.isnan(p):
-            discrete.append(math.nan)
-            continue
-        r = float(round(0.0 if p == 1.5 else p))
-        discrete.append(1.5 if r == 0 else r)
-    out["discrete_win_rate"] = _describe(discrete, n_draws=0)["win_rate"]
-    out["n_dropped"] = sum(1 for p in preds if math.isnan(p) or not 1 <= p <= 2)
-    return out
-
-
-def length_controlled_win_rate(annotations: list[dict], *, n_instructions: int) -> tuple[float | None, str | None]:
-    """AlpacaEval's GLM length-controlled win rate, or (None, why it is not available)."""
-    if n_instructions != N_ALPACA_EVAL:
-        return None, (
-            f"needs all {N_ALPACA_EVAL} AlpacaEval instructions in their original order (the GLM uses each "
-            f"instruction's difficulty); this run has {n_instructions}"
-        )
-    try:
-        from alpaca_eval.metrics.glm_winrate import get_length_controlled_winrate
-    except ImportError:
-        return None, (
-            "needs the alpaca_eval package (pip install alpaca-eval), which fits AlpacaEval's GLM with the "
-            "per-instruction difficulty it downloads from the Hugging Face Hub"
-        )
-    import pandas as pd
-
-    rows = [a for a in annotations if a.get("preference") is not None and not math.isnan(float(a["preference"]))]
-    df = pd.DataFrame(
-        {
-            "instruction": [a["instruction"] for a in rows],
-            "output_1": [a["output_1"] for a in rows],
-            "output_2": [a["output_2"] for a in rows],
-            "generator_1": [a["generator_1"] for a in rows],
-            "generator_2": [a["generator_2"] for a in rows],
-            "annotator": [a["annotator"] for a in rows],
-            "preference": [float(a["preference"]) for a in rows],
-        },
-        index=[a["index"] for a in rows],
-    )
-    try:
-        metrics = get_length_controlled_winrate(df, save_weights_dir=None, is_add_glm_preference_inplace=False)
-    except Exception as e:  # noqa: BLE001 - any failure of the optional GLM is reported, not fatal
-        return None, f"AlpacaEval's GLM failed: {type(e).__name__}: {str(e)[:200]}"
-    return finite_or_none(metrics.get("length_controlled_winrate")), None
-
-
 # ---------------------------------------------------------------------------------------------
 # running
 
@@ -284,23 +203,21 @@ def generate_outputs(
     batch_size: int = 8,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[int, dict]:
-    todo = [i for i in range(len(references)) if (i, model_id) not in log]
-    for batch in chunks(todo, batch_size):
-        convs = [[{"role": "user", "content": references[i]["instruction"]}] for i in batch]
-        outs = generator.generate(convs, temperature=temperature, max_new_tokens=max_new_tokens)
-        for i, text in zip(batch, outs):
-            log.append(
-                {
-                    "index": i,
-                    "instruction": references[i]["instruction"],
-                    "output": text,
-                    "generator": model_id,
-                    "dataset": references[i].get("dataset"),
-                    "tstamp": time.time(),
-                }
-            )
-        if on_progress is not None:
-            on_progress(len(batch))
+    def record(i: int, texts: list[str], _temperature: float) -> dict:
+        return {
+            "index": i,
+            "instruction": references[i]["instruction"],
+            "output": texts[0],
+            "generator": model_id,
+            "dataset": references[i].get("dataset"),
+            "tstamp": time.time(),
+        }
+
+    generate_missing(
+        range(len(references)), generator, log, key=lambda i: (i, model_id),
+        turns=lambda i: [references[i]["instruction"]], temperature=lambda i: temperature, record=record,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress,
+    )  # fmt: skip
     return {i: rec for (i, gen), rec in log.records.items() if gen == model_id}
 
 
@@ -356,11 +273,6 @@ PARSER_NEEDS = {
 }
 
 
-def _in_range(pref: Any) -> bool:
-    p = _preferences([pref])[0]
-    return not math.isnan(p) and 1 <= p <= 2
-
-
 def no_preference_failure(judged: list[dict], judge: ChatClient, parser: str, path: Path) -> RuntimeFailure:
     """The error for a run in which not one judgment gave a preference the ``parser`` can read."""
     sample = " ".join(str(judged[0].get("raw_completion") or "").split())[:120] if judged else ""
@@ -408,24 +320,19 @@ def run_alpaca_eval(
         references = references[:limit]
     template = load_judge_template(judge_prompt_spec, refresh=refresh_sources) if judge is not None else ""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    answers_log = JsonlLog(output / "answers.jsonl", answer_key)
-    answer_missing(
-        sum(1 for i in range(len(references)) if (i, model_id) not in answers_log),
-        generator_factory,
-        lambda generator, advance: generate_outputs(references, generator, answers_log, model_id=model_id,
-                                                    temperature=temperature, max_new_tokens=max_new_tokens,
-                                                    batch_size=batch_size, on_progress=advance),
-        missing="instructions have no output yet",
-        progress=progress,
+    outputs = collect_answers(
+        output, answer_key, list(range(len(references))), model_id=model_id, generator_factory=generator_factory,
+        missing="instructions have no output yet", progress=progress,
+        answer=lambda generator, log, advance: generate_outputs(references, generator, log, model_id=model_id,
+                                                                temperature=temperature, max_new_tokens=max_new_tokens,
+                                                                batch_size=batch_size, on_progress=advance),
     )  # fmt: skip
-    outputs = {i: rec for (i, gen), rec in answers_log.records.items() if gen == model_id}
     model_outputs = [
         {"instruction": references[i]["instruction"], "output": outputs[i]["output"], "generator": model_id,
          **({"dataset": references[i]["dataset"]} if "dataset" in references[i] else {})}
         for i in range(len(references))
     ]  # fmt: skip
-    write_json_atomic(output / "model_outputs.json", model_outputs)  # AlpacaEval's own format, for its CLI
+    write_results(output / "model_outputs.json", model_outputs)  # AlpacaEval's own format, for its CLI
 
     result: dict[str, Any] = {
         "benchmark": "alpaca-eval",
@@ -455,7 +362,7 @@ def run_alpaca_eval(
         progress.update(task, completed=len(pairs))
     metrics = score_preferences([a.get("preference") for a in annotations])
     judged = [a for a in annotations if a.get("raw_completion") is not None]  # not the identical-output draws
-    if judged and not any(_in_range(a.get("preference")) for a in judged):
+    if judged and not any(in_range(a.get("preference")) for a in judged):
         raise no_preference_failure(judged, judge, parser, output / "annotations.jsonl")
     lc, why = length_controlled_win_rate(annotations, n_instructions=n_all if limit is None else len(references))
     lengths = [len(a["output_2"]) for a in annotations]
@@ -475,7 +382,7 @@ def run_alpaca_eval(
             "annotations": str(output / "annotations.jsonl"),
         }
     )
-    write_json_atomic(output / "results.json", result)
+    write_results(output / "results.json", result)
     return result
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from alignkit.errors import ConfigError, Problem, RuntimeFailure, UsageError
 from alignkit.modeling import adapter_base, has_tokenizer, is_adapter_dir
-from alignkit.eval.judge import ChatClient, ChatResponse, chunks
+from alignkit.client import ChatClient, ChatResponse, chunks
 
 Messages = list[dict[str, Any]]
 GREEDY_BELOW = 1e-4  # FastChat: temperature < 1e-4 → do_sample=False
@@ -203,24 +203,32 @@ class TransformersGenerator(Generator):
     def render(self, conversation: Messages) -> str:
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
-    def _answer(self, conversations: list[Messages], decoding: Decoding, on_progress) -> list[str]:
+    def new_tokens(self, conversations: list[Messages], decoding: Decoding, *, top_p: float | None = None):
+        """One left-padded batch through ``model.generate``: the new token ids, one row per conversation
+        (padding after an end-of-sequence token included). ``top_p`` is passed only when sampling and given."""
         import torch
 
         tok = self.tokenizer
+        enc = tok([self.render(c) for c in conversations], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.model.device) for k, v in enc.items()}
+        gen: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "pad_token_id": tok.pad_token_id,
+                               "do_sample": not decoding.greedy}  # fmt: skip
+        if not decoding.greedy:
+            gen["temperature"] = decoding.temperature
+            if top_p is not None:
+                gen["top_p"] = top_p
+        with torch.inference_mode():
+            ids = self.model.generate(**enc, **gen)
+        return ids[:, enc["input_ids"].shape[1] :]
+
+    def _answer(self, conversations: list[Messages], decoding: Decoding, on_progress) -> list[str]:
+        import torch
+
         out: list[str] = []
         torch.manual_seed(self.seed)
         for batch in chunks(conversations, self.batch_size):
-            texts = [self.render(c) for c in batch]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(self.model.device) for k, v in enc.items()}
-            gen: dict[str, Any] = {"max_new_tokens": decoding.max_new_tokens, "pad_token_id": tok.pad_token_id,
-                                   "do_sample": not decoding.greedy}  # fmt: skip
-            if not decoding.greedy:
-                gen["temperature"] = decoding.temperature
-            with torch.inference_mode():
-                ids = self.model.generate(**enc, **gen)
-            new = ids[:, enc["input_ids"].shape[1] :]
-            out.extend(tok.batch_decode(new, skip_special_tokens=True, spaces_between_special_tokens=False))
+            new = self.new_tokens(batch, decoding)
+            out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True, spaces_between_special_tokens=False))
             if on_progress is not None:
                 on_progress(len(batch))
         return out
@@ -338,16 +346,8 @@ def make_generator(
             raise UsageError(
                 Problem(where="--chat-template", message="a served model applies its own template", fix="set it on the server")
             )
-        client = ChatClient(
-            base_url,
-            model,
-            api_key_env=api_key_env,
-            require_key=bool(api_key_env),
-            concurrency=concurrency,
-            timeout=timeout,
-            max_retries=max_retries,
-            what="model",
-        )
+        client = ChatClient(base_url, model, api_key_env=api_key_env, require_key=bool(api_key_env),
+                            concurrency=concurrency, timeout=timeout, max_retries=max_retries, what="model")
         return EndpointGenerator(client)
     if base_url:
         raise UsageError(

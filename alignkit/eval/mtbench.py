@@ -23,18 +23,20 @@ from the given paths or URLs at run time; no benchmark text is part of alignkit.
 from __future__ import annotations
 
 import ast
-import math
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from alignkit.errors import DataError, Problem, RuntimeFailure, UsageError
+from alignkit.client import ChatClient, JsonlLog
+from alignkit.errors import DataError, Problem, RuntimeFailure
 from alignkit.eval import sources
-from alignkit.eval.bench import answer_missing, ask_missing, progress_step, unscorable
-from alignkit.eval.judge import ChatClient, JsonlLog, chunks, finite_or_none, write_json_atomic
+from alignkit.eval.bench import collect_answers
+from alignkit.eval.bench import generate_missing, progress_step, write_results
+from alignkit.eval.judge import ask_missing, unscorable
+from alignkit.eval.scoring import score_judgments  # noqa: F401 (re-exported)
 
 from alignkit.eval.defaults import FASTCHAT_RAW  # noqa: F401 (re-exported)
 from alignkit.eval.defaults import MTBENCH_JUDGE_MODEL as DEFAULT_JUDGE_MODEL  # noqa: F401 (re-exported)
@@ -239,59 +241,6 @@ def make_matches(
     return matches
 
 
-def _mean(xs: list[float]) -> float | None:
-    return finite_or_none(sum(xs) / len(xs)) if xs else None
-
-
-def _valid(score: Any) -> bool:
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        return False
-    return math.isfinite(score) and score != -1
-
-
-def score_judgments(judgments: Iterable[dict], questions: list[dict]) -> dict[str, Any]:
-    """FastChat's ``show_result.py`` arithmetic over single-grading records.
-
-    Rows whose score is -1 (or missing/NaN) are dropped. ``turn_1``/``turn_2`` are per-turn means,
-    ``overall`` the mean of all remaining scores pooled; the same per category.
-    """
-    category = {q["question_id"]: q["category"] for q in questions}
-    kept: list[dict] = []
-    total = dropped = 0
-    for j in judgments:
-        total += 1
-        if _valid(j.get("score")):
-            kept.append(j)
-        else:
-            dropped += 1
-
-    def summary(rows: list[dict]) -> dict[str, Any]:
-        t1 = [float(r["score"]) for r in rows if r["turn"] == 1]
-        t2 = [float(r["score"]) for r in rows if r["turn"] == 2]
-        return {"turn_1": _mean(t1), "turn_2": _mean(t2), "overall": _mean(t1 + t2), "n": len(rows)}
-
-    overall = summary(kept)
-    cats: dict[str, dict[str, Any]] = {}
-    order = list(dict.fromkeys(q["category"] for q in questions))
-    for cat in order:
-        rows = [r for r in kept if category.get(r["question_id"]) == cat]
-        cats[cat] = summary(rows)
-    return {
-        "turn_1": overall["turn_1"],
-        "turn_2": overall["turn_2"],
-        "overall": overall["overall"],
-        "categories": cats,
-        "counts": {
-            "judgments": total,
-            "scored": len(kept),
-            "dropped": dropped,
-            "turn_1": sum(1 for r in kept if r["turn"] == 1),
-            "turn_2": sum(1 for r in kept if r["turn"] == 2),
-        },
-        "dropped": dropped,
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # running
 
@@ -316,43 +265,26 @@ def generate_answers(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[Any, dict]:
     """Answer every question not yet in ``log``; each finished question is appended at once."""
-    todo = [q for q in questions if (q["question_id"], model_id) not in log]
-    by_temp: dict[float, list[dict]] = {}
-    for q in todo:
-        by_temp.setdefault(question_temperature(q["category"]), []).append(q)
-    for temperature, group in by_temp.items():
-        for batch in chunks(group, batch_size):
-            convs: list[list[dict]] = [[] for _ in batch]
-            turns: list[list[str]] = [[] for _ in batch]
-            n_turns = max(len(q["turns"]) for q in batch)
-            for t in range(n_turns):
-                idx = [i for i, q in enumerate(batch) if len(q["turns"]) > t]
-                for i in idx:
-                    convs[i].append({"role": "user", "content": batch[i]["turns"][t]})
-                outs = generator.generate(
-                    [convs[i] for i in idx], temperature=temperature, max_new_tokens=max_new_tokens
-                )
-                for i, text in zip(idx, outs):
-                    convs[i].append({"role": "assistant", "content": text})
-                    turns[i].append(text)
-            for q, ts in zip(batch, turns):
-                log.append(
-                    {
-                        "question_id": q["question_id"],
-                        "answer_id": uuid.uuid4().hex,
-                        "model_id": model_id,
-                        "choices": [{"index": 0, "turns": ts}],
-                        "tstamp": time.time(),
-                        "generate_params": {
-                            "backend": getattr(generator, "backend", "?"),
-                            "temperature": temperature,
-                            "do_sample": temperature >= 1e-4,
-                            "max_new_token": max_new_tokens,
-                        },
-                    }
-                )
-            if on_progress is not None:
-                on_progress(len(batch))
+    def record(q: dict, turns: list[str], temperature: float) -> dict:
+        return {
+            "question_id": q["question_id"],
+            "answer_id": uuid.uuid4().hex,
+            "model_id": model_id,
+            "choices": [{"index": 0, "turns": turns}],
+            "tstamp": time.time(),
+            "generate_params": {
+                "backend": getattr(generator, "backend", "?"),
+                "temperature": temperature,
+                "do_sample": temperature >= 1e-4,
+                "max_new_token": max_new_tokens,
+            },
+        }
+
+    generate_missing(
+        questions, generator, log, key=lambda q: (q["question_id"], model_id), turns=lambda q: q["turns"],
+        temperature=lambda q: question_temperature(q["category"]), record=record, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, on_progress=on_progress,
+    )  # fmt: skip
     return {qid: rec for (qid, mid), rec in log.records.items() if mid == model_id}
 
 
@@ -404,26 +336,6 @@ def no_rating_failure(records: list[dict], judge: ChatClient, path: Path) -> Run
     )  # fmt: skip
 
 
-def default_output(model: str, model_id: str, bench: str) -> Path:
-    p = Path(model)
-    if p.is_dir():
-        return p / "eval" / bench
-    # a model id is a name, not a path: "org/model", "../x" or "/abs" must stay one directory under eval/
-    import re
-
-    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", model_id).strip("._") or "model"
-    return Path("eval") / bench / safe
-
-
-def model_id_for(model: str, model_id: str | None) -> str:
-    if model_id:
-        return model_id
-    name = Path(model.rstrip("/")).name
-    if not name:
-        raise UsageError(Problem(where="--model-id", message="cannot derive a model id", fix="pass --model-id"))
-    return name
-
-
 def run_mt_bench(
     *,
     model: str,
@@ -454,18 +366,13 @@ def run_mt_bench(
         if any(q["category"] in NEED_REF_CATS for q in questions):
             references = load_references(references_spec, refresh=refresh_sources)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    answers_log = JsonlLog(output / "answers.jsonl", answer_key)
-    answer_missing(
-        sum(1 for q in questions if (q["question_id"], model_id) not in answers_log),
-        generator_factory,
-        lambda generator, advance: generate_answers(questions, generator, answers_log, model_id=model_id,
-                                                    max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                                    on_progress=advance),
-        missing="questions have no answer yet",
-        progress=progress,
+    answers = collect_answers(
+        output, answer_key, [q["question_id"] for q in questions], model_id=model_id,
+        generator_factory=generator_factory, missing="questions have no answer yet", progress=progress,
+        answer=lambda generator, log, advance: generate_answers(questions, generator, log, model_id=model_id,
+                                                                max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                                on_progress=advance),
     )  # fmt: skip
-    answers = {qid: rec for (qid, mid), rec in answers_log.records.items() if mid == model_id}
 
     result: dict[str, Any] = {
         "benchmark": "mt-bench",
@@ -499,7 +406,7 @@ def run_mt_bench(
             "judgments": str(output / "judgments.jsonl"),
         }
     )
-    write_json_atomic(output / "results.json", result)
+    write_results(output / "results.json", result)
     return result
 
 

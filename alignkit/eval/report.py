@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.errors import DataError, Problem, UsageError
-from alignkit.eval.judge import write_text_atomic
+from alignkit.fsutil import write_atomic
 
 Series = list[tuple[int, float]]
 
@@ -363,5 +363,5 @@ def make_report(run_dirs: list[Path], output: Path) -> dict[str, Any]:
         md += [""] + [f"- {n}" for n in notes]
     md += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     report = output / "report.md"
-    write_text_atomic(report, "\n".join(md))
+    write_atomic(report, "\n".join(md))
     return {"report": str(report), "plots": [str(output / p) for p in plots], "runs": [r.label for r in runs]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.errors import RuntimeFailure
-from alignkit.eval.judge import ChatClient
+from alignkit.client import ChatClient
 from tests.eval_support import FakeJudge, write_mtbench_files
 
 pytestmark = pytest.mark.e2e

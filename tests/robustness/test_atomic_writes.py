@@ -41,8 +41,6 @@ REVIEWED = {
     ("alignkit/fsutil.py", "write_bytes_atomic", "os.fdopen:wb"): "mkstemp in the target's dir, fsync, os.replace",
     ("alignkit/fsutil.py", "append_jsonl", "append:a"): "one JSON line per call, flushed and fsynced",
     ("alignkit/demo/run.py", "_atomic_write_bytes", "os.fdopen:wb"): "mkstemp, fsync, os.replace",
-    ("alignkit/eval/judge.py", "write_json_atomic", "open:w"): "a .PID.tmp sibling, then os.replace",
-    ("alignkit/eval/judge.py", "write_text_atomic", "write_text"): "a .PID.tmp sibling, then os.replace",
     ("alignkit/eval/sources.py", "fetch", "open:wb"): "downloads to a .part sibling, then os.replace",
     ("alignkit/data/fingerprint.py", "HashCache.save", "os.fdopen:w"): "mkstemp, then os.replace",
     ("alignkit/commands/recipes.py", "copy", "write_text"): "a .yaml.tmp sibling, then shutil.move (a rename)",
@@ -63,9 +61,8 @@ REVIEWED = {
     ("alignkit/demo/assets.py", "_build_model", "save_pretrained"): TEMP_DIR,
     ("alignkit/train/common.py", "merge_adapter", "save_pretrained"): "a mkdtemp dir, then os.replace",
     # append-only logs, locks
-    ("alignkit/eval/judge.py", "JsonlLog.append", "append:a"): "one JSON line per call, flushed and fsynced",
-    ("alignkit/eval/judge.py", "JsonlLog._load", "append:ab"): "repair: ends a complete last line with its newline",
-    ("alignkit/eval/judge.py", "JsonlLog._load", "open:r+b"): "repair: cuts an interrupted last line off",
+    ("alignkit/client/log.py", "JsonlLog._load", "append:ab"): "repair: ends a complete last line with its newline",
+    ("alignkit/client/log.py", "JsonlLog._load", "open:r+b"): "repair: cuts an interrupted last line off",
     ("alignkit/demo/assets.py", "_lock", "append:a+"): "an flock file; nothing is written to it",
     ("alignkit/demo/run.py", "run_stage", "open:w"): "the stage's log, streamed as the child prints (a log, not a result)",
     ("alignkit/launch/spawn.py", "_acquire_lock", "os.open"): "the run lock: O_CREAT|O_EXCL is the lock itself; a "
@@ -299,8 +296,7 @@ WRITERS = {
     "fsutil.write_atomic": "from alignkit.fsutil import write_atomic as w; w(TARGET, NEW)",
     "fsutil.write_bytes_atomic": "from alignkit.fsutil import write_bytes_atomic as w; w(TARGET, NEW.encode())",
     "fsutil.write_json_atomic": "from alignkit.fsutil import write_json_atomic as w; w(TARGET, {'big': NEW})",
-    "eval.judge.write_json_atomic": "from alignkit.eval.judge import write_json_atomic as w; w(Path(TARGET), {'big': NEW})",
-    "eval.judge.write_text_atomic": "from alignkit.eval.judge import write_text_atomic as w; w(Path(TARGET), NEW)",
+    "eval.bench.write_results": "from alignkit.eval.bench import write_results as w; w(Path(TARGET), {'big': NEW})",
 }
 
 
@@ -317,13 +313,13 @@ def test_a_writer_killed_half_way_leaves_the_old_file(writer, tmp_path, tiny_env
     assert target.read_text() == old
 
 
-@pytest.mark.parametrize("writer", ["fsutil.append_jsonl", "eval.judge.JsonlLog"])
+@pytest.mark.parametrize("writer", ["fsutil.append_jsonl", "client.JsonlLog"])
 def test_an_append_killed_half_way_loses_only_that_line(writer, tmp_path, tiny_env):
     log_file = tmp_path / "answers.jsonl"
     if writer == "fsutil.append_jsonl":
         setup = "from alignkit.fsutil import append_jsonl\nadd = lambda r: append_jsonl(TARGET, r)\n"
     else:
-        setup = "from alignkit.eval.judge import JsonlLog\nadd = JsonlLog(Path(TARGET), key=lambda r: r['i']).append\n"
+        setup = "from alignkit.client import JsonlLog\nadd = JsonlLog(Path(TARGET), key=lambda r: r['i']).append\n"
     code = (f"from pathlib import Path\nTARGET = {str(log_file)!r}\n{setup}"
             "for i in range(3):\n    add({'i': i, 'text': 'y' * 100})\n"
             "add({'i': 3, 'text': 'x' * 200000})\n")
@@ -333,7 +329,7 @@ def test_an_append_killed_half_way_loses_only_that_line(writer, tmp_path, tiny_e
     *whole, cut = text.split("\n")
     assert [json.loads(x)["i"] for x in whole] == [0, 1, 2]
     assert cut and cut.startswith('{"i": 3'), "the kill did not land inside the 4th line"
-    from alignkit.eval.judge import JsonlLog
+    from alignkit.client import JsonlLog
 
     reopened = JsonlLog(log_file, key=lambda r: r["i"])  # the reader drops the cut line and repairs the file
     assert sorted(r["i"] for r in reopened.values()) == [0, 1, 2] and reopened.repaired

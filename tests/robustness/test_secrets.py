@@ -269,7 +269,7 @@ def test_a_symlinked_run_file_is_replaced_not_followed(tmp_path, tiny_env):
 
 
 def test_names_never_become_paths_outside_their_dir(tmp_path, tiny_env):
-    from alignkit.eval.mtbench import default_output
+    from alignkit.eval.bench import default_output
     from tests.robustness.conftest import cli
 
     for model_id in ("../../x", "/etc/cron.d/x", "..", "a/../../b"):

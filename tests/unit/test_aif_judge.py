@@ -10,7 +10,7 @@ import pytest
 
 from alignkit.aif import judge as aj
 from alignkit.aif.manifest import WorkDir, load_log, prompt_id
-from alignkit.aif.models import make_client
+from alignkit.client import make_client
 from alignkit.errors import ConfigError, DataError, RuntimeFailure, UsageError
 from tests.aif_support import response_of, write_work
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary, user_text

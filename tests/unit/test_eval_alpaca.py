@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from alignkit.errors import DataError, RuntimeFailure  # noqa: E402
 from alignkit.eval import alpaca  # noqa: E402
-from alignkit.eval.judge import ChatClient, ChatResponse, JsonlLog  # noqa: E402
+from alignkit.client import ChatClient, ChatResponse, JsonlLog  # noqa: E402
 from tests.eval_support import ALPACA_TEMPLATE, CANARY, EchoGenerator, FakeJudge, assert_no_canary, user_text  # noqa: E402
 
 INSTRUCTIONS = [f"Instruction number {i}: say something about topic {i * 7 % 13}." for i in range(24)]

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from alignkit.errors import DataError, RuntimeFailure  # noqa: E402
 from alignkit.eval import mtbench  # noqa: E402
-from alignkit.eval.judge import ChatClient, JsonlLog  # noqa: E402
+from alignkit.client import ChatClient, JsonlLog  # noqa: E402
 from tests.eval_support import (  # noqa: E402
     CANARY,
     JUDGE_PROMPTS,

@@ -11,3 +11,27 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == 0o644
+
+
+def test_results_json_keeps_text_and_refuses_what_json_cannot_hold(tmp_path):
+    import json
+    import math
+
+    import pytest
+
+    from alignkit.fsutil import write_json_atomic
+
+    class Num:  # a numpy/torch scalar
+        def item(self):
+            return 0.5
+
+    p = tmp_path / "results.json"
+    write_json_atomic(p, {"answer": "日本語 🚀", "x": Num()}, ensure_ascii=False, strict=True)
+    assert p.read_text(encoding="utf-8") == '{\n  "answer": "日本語 🚀",\n  "x": 0.5\n}\n'
+    write_json_atomic(p, {"answer": "é"})  # the default: ASCII escapes, anything else as str()
+    assert p.read_text() == '{\n  "answer": "\\u00e9"\n}\n'
+    with pytest.raises(ValueError):
+        write_json_atomic(p, {"x": math.nan}, strict=True)
+    with pytest.raises(TypeError):
+        write_json_atomic(p, {"x": object()}, strict=True)
+    assert json.loads(p.read_text()) == {"answer": "é"}  # a refused write leaves the old file

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from alignkit.errors import DataError, RuntimeFailure, UsageError  # noqa: E402
-from alignkit.eval.judge import ChatClient, JsonlLog, chat_completions_url  # noqa: E402
+from alignkit.client import ChatClient, JsonlLog, chat_completions_url, make_client  # noqa: E402
 from tests.eval_support import CANARY, FakeJudge  # noqa: E402
 
 
@@ -265,3 +265,16 @@ def test_jsonl_log_bad_middle_line_is_a_data_error(tmp_path):
     with pytest.raises(DataError) as e:
         JsonlLog(p, key=lambda r: r["id"])
     assert f"{p}:2" in str(e.value)
+
+
+def test_make_client_uses_openai_api_key_only_for_openai(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    opts = {"concurrency": 1, "timeout": 1, "max_retries": 0, "what": "judge"}
+    with pytest.raises(UsageError, match="OPENAI_API_KEY is not set"):
+        make_client("https://api.openai.com/v1", "gpt-4", api_key_env=None, **opts)
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    assert make_client("https://api.openai.com/v1", "gpt-4", api_key_env=None, **opts).api_key_env == "OPENAI_API_KEY"
+    assert make_client("http://127.0.0.1:9/v1", "j", api_key_env=None, **opts).api_key_env is None  # never sent elsewhere
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(UsageError, match="MY_KEY is not set"):  # a variable that is named must be set
+        make_client("http://127.0.0.1:9/v1", "j", api_key_env="MY_KEY", **opts)
