@@ -13,11 +13,23 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 REPO = Path(__file__).resolve().parents[2]
 
 
+def test_the_gpu_steps_budgets_fit_the_eight_minutes():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    assert sum(gpu_check.BUDGETS.values()) <= gpu_check.TOTAL_BUDGET_S == 8 * 60
+    assert set(gpu_check.BUDGETS) == set(gpu_check.CPU_BUDGETS)
+    docs = (REPO / "docs" / "gpu.md").read_text()
+    for step, budget in gpu_check.BUDGETS.items():
+        assert f"| {step} | {budget} |" in docs, step
+
+
+@pytest.mark.e2e
 def test_gpu_check_cpu_dry_runs_every_step(tmp_path, tiny_env):
     out, work = tmp_path / "out", tmp_path / "work"
     env = {**tiny_env, "PYTHON": sys.executable}
