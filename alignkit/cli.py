@@ -18,7 +18,7 @@ app = typer.Typer(
     "Start with `alignkit demo` (a tiny model, on this CPU, in minutes) or "
     "`alignkit sft --recipe zephyr-7b-beta --profile full --dry-run`.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

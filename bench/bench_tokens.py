@@ -2,11 +2,17 @@
 """Useful tokens per second: SFT batching settings on chat-like, long-tailed lengths (and what DPO allows).
 
     python bench/bench_tokens.py [--steps 16] [--max-length 512] [--batch 8] [--hidden 128] [--json PATH]
+    python bench/bench_tokens.py --device cuda --hidden 768 --layers 14 --max-length 1024 --steps 64 --no-dpo
+        (one CUDA GPU, bf16, a ~100M-parameter Llama: what scripts/gpu-check.sh runs)
 
 Data: token sequences shaped like UltraChat-200k conversations rendered with a chat template — a
 log-normal length distribution (median 0.4 x max_length, sigma 0.8: most rows short, a long tail, ~13 %
 longer than max_length and truncated), 1-4 user/assistant turns, learnable content (a sparse Markov chain).
 Model: a small Llama (random init, same weights for every setting), fp32 on CPU, one torch thread (--threads).
+With --device cuda: bf16 weights and bf16 training on the GPU (what alignkit's GPU profiles and the handbook
+use), the attention kernel both would pick (flash_attention_2 when flash-attn is installed, else sdpa), and
+for alignkit_default also Liger kernels when liger-kernel is installed (alignkit's rule); the CPU-only
+checks (exactness, DPO) are unchanged.
 
 Each setting trains one epoch of the same rows (--steps x --batch rows) through TRL's SFTTrainer:
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -175,8 +182,10 @@ def worker(spec: dict) -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(spec.get("threads", 1))
+    cuda = spec.get("device", "cpu") == "cuda"
     tok = AutoTokenizer.from_pretrained(spec["model_dir"])
-    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.bfloat16 if cuda else torch.float32,
+                                                 attn_implementation=spec.get("attn", "sdpa"))
     train = load_dataset("json", data_files=spec["train"], split="train")
     setting = dict(spec["setting"])
     if "max_length" in setting and setting["max_length"] is None:
@@ -184,7 +193,7 @@ def worker(spec: dict) -> None:
         train = train.map(lambda r: {"input_ids": r["input_ids"][:limit]})  # what TRL's truncation would do
     kwargs = dict(output_dir=spec["output_dir"], num_train_epochs=1, per_device_train_batch_size=spec["batch"],
                   learning_rate=2e-3, lr_scheduler_type="linear", warmup_steps=0, logging_steps=1, seed=7,
-                  bf16=False, use_cpu=True, gradient_checkpointing=False, optim="adamw_torch", report_to="none",
+                  bf16=cuda, use_cpu=not cuda, gradient_checkpointing=False, optim="adamw_torch", report_to="none",
                   save_strategy="no", eval_strategy="no", dataloader_pin_memory=False, max_length=spec["max_length"],
                   disable_tqdm=True)
     kwargs.update(setting)
@@ -201,8 +210,8 @@ def worker(spec: dict) -> None:
         for i in range(0, len(rows), 16):
             chunk = rows[i:i + 16]
             width = max(len(r) for r in chunk)
-            ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in chunk])
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk])
+            ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in chunk], device=model.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in chunk], device=model.device)
             labels = ids.masked_fill(mask == 0, -100)
             n = int((labels[:, 1:] != -100).sum())
             total += model(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss.item() * n
@@ -302,6 +311,20 @@ def dpo_speed_worker(spec: dict) -> None:
     trainer.save_state()
 
 
+def _gpu_choices(device: str) -> dict:
+    """What alignkit would pick on this device: attention kernel, Liger, and the GPU's name."""
+    if device != "cuda":
+        return {"attn": "sdpa", "liger": False, "name": None}
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU visible")
+    return {"attn": "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa",
+            "liger": importlib.util.find_spec("liger_kernel") is not None, "name": torch.cuda.get_device_name(0)}
+
+
 def _write_cpu(spec: dict, seconds: float) -> None:
     """CPU seconds of the training loop (all threads): less sensitive to other work on a shared machine."""
     Path(spec["output_dir"]).mkdir(parents=True, exist_ok=True)
@@ -324,6 +347,8 @@ def main() -> int:
     ap.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of: " + ", ".join(SETTINGS))
     ap.add_argument("--dpo-steps", type=int, default=8, help="DPO steps of the padded setting (one epoch)")
     ap.add_argument("--no-dpo", action="store_true", help="skip the DPO part")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: one GPU, bf16, the attention kernel and Liger as alignkit would pick them")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", dest="json_path", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -335,6 +360,11 @@ def main() -> int:
 
     work = workdir("tokens", args.workdir)
     env = child_env(work)
+    gpu = _gpu_choices(args.device)
+    if args.device == "cuda":
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # child_env hides GPUs for the CPU benchmarks
+        if "CUDA_VISIBLE_DEVICES" in os.environ:
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     info = build(work, args, env)
     log(f"data: {info['rows']} rows, median {info['median_length']} / mean {info['mean_length']:.0f} / p90 "
         f"{info['p90_length']} tokens, {info['truncated_share']:.0%} longer than {args.max_length}; model "
@@ -343,13 +373,17 @@ def main() -> int:
     for name in [s.strip() for s in args.settings.split(",") if s.strip()]:
         out = work / f"run-{name}"
         shutil.rmtree(out, ignore_errors=True)
+        setting = dict(SETTINGS[name])
+        if name == "alignkit_default" and gpu["liger"]:
+            setting["use_liger_kernel"] = True
         spec = {"model_dir": info["model_dir"], "train": info["train"], "eval": info["eval"], "output_dir": str(out),
-                "batch": args.batch, "max_length": args.max_length, "setting": SETTINGS[name], "threads": args.threads}
+                "batch": args.batch, "max_length": args.max_length, "setting": setting, "threads": args.threads,
+                "device": args.device, "attn": gpu["attn"]}
         wall, _ = run([PY, __file__, "--worker", json.dumps(spec)], env)
         s = trainer_summary(out)
         rt = float(s["train_runtime"])
         cpu = json.loads((out / "cpu.json").read_text())["train_cpu_s"]
-        results[name] = {"settings": SETTINGS[name], "steps": s["global_step"], "train_runtime_s": rt,
+        results[name] = {"settings": setting, "steps": s["global_step"], "train_runtime_s": rt,
                          "useful_tokens": s["num_tokens"], "useful_tokens_per_s": s["num_tokens"] / rt,
                          "train_cpu_s": cpu, "useful_tokens_per_cpu_s": s["num_tokens"] / cpu,
                          "eval_loss": json.loads((out / "eval_loss.json").read_text())["eval_loss"],
@@ -392,7 +426,8 @@ def main() -> int:
         dpo["speed"] = speed
 
     result = {"benchmark": "tokens", "data": info, "batch": args.batch, "max_length": args.max_length,
-              "threads": args.threads,
+              "threads": args.threads, "device": args.device, "dtype": "bfloat16" if args.device == "cuda" else
+              "float32", "attn_implementation": gpu["attn"], "gpu": gpu["name"],
               "results": results, "padded_vs_padding_free_loss_rel_diff": exact, "target_speedup": TARGET,
               "dpo": dpo, "machine": machine()}
     write_json(args.json_path, result)

@@ -76,14 +76,24 @@ def test_liger_turns_on_only_on_cuda_with_the_package_and_never_over_the_config(
     assert _args(tmp_path, ["--use_liger_kernel=false"]).use_liger_kernel is False
 
 
-def test_liger_check_is_false_on_this_cpu_machine():
-    from alignkit.train.common import liger_on_cuda
+def test_liger_check_needs_both_cuda_and_the_package(monkeypatch):
+    import importlib.util
 
     import torch
 
-    if torch.cuda.is_available():  # pragma: no cover - the CI machine has no GPU
-        pytest.fail("this test documents the CPU machine; on a GPU box liger_on_cuda depends on the package")
-    assert liger_on_cuda() is False
+    from alignkit.train.common import liger_on_cuda
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return object() if name == "liger_kernel" and installed else (
+            None if name == "liger_kernel" else real_find_spec(name, *args))
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    for cuda in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        for installed in (False, True):
+            assert liger_on_cuda() is (cuda and installed), (cuda, installed)
 
 
 @pytest.mark.parametrize("overrides, expect", [
