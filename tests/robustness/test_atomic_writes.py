@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from tests.eval_support import FakeJudge, write_mtbench_files
-from tests.robustness.conftest import base_env, wait_for
+from tests.helpers import cli_env
+from tests.robustness.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "alignkit"
@@ -183,8 +184,8 @@ def spy(args: list[str], env, log: Path, *, stall: str | None = None, stall_min:
         cmd += ["--exec", code]
     else:
         cmd += ["--", *map(str, args)]
-    env = base_env(env)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env = cli_env(env)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env["PYTHONPATH"]])  # write_spy is in tests/, not installed
     return subprocess.Popen(cmd, env=env, cwd=cwd or REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
 
