@@ -21,11 +21,32 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/alignkit demo --output runs/demo
 
-## the whole test suite (CPU, offline); pytest's "no tests collected" (5) counts as a failure
+## the whole test suite, as CI runs it (CPU, offline); pytest's "no tests collected" (5) counts as a failure.
+## The local Slurm cluster (scripts/local-slurm.sh) is started first when this machine can run it, so the
+## Slurm tests run instead of skipping, and stopped after (pass or fail, Ctrl-C too) unless it was
+## already running. SLURM=0 leaves it alone (the Slurm tests then skip, saying why).
+SLURM ?= 1
+SLURM_SCRIPT ?= scripts/local-slurm.sh
+SLURM_NODES ?= 2
 test: install
-	$(PY) -m pytest -q; code=$$?; if [ $$code -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$code
+	@slurm_was_up=0; slurm_tried=0; \
+	if [ "$(SLURM)" != 0 ] && [ -x "$(SLURM_SCRIPT)" ]; then \
+	  if "$(SLURM_SCRIPT)" status >/dev/null 2>&1; then slurm_was_up=1; fi; \
+	  stop_slurm() { if [ "$$slurm_tried" = 1 ] && [ "$$slurm_was_up" = 0 ]; then slurm_tried=0; \
+	    "$(SLURM_SCRIPT)" stop || true; fi; }; \
+	  trap stop_slurm EXIT; trap 'exit 130' INT TERM; \
+	  slurm_tried=1; \
+	  if "$(SLURM_SCRIPT)" start --nodes $(SLURM_NODES); then \
+	    eval "$$("$(SLURM_SCRIPT)" env)"; export SLURM_CONF; \
+	  else \
+	    echo "make test: the local Slurm cluster did not start; the Slurm tests will say why they skip" >&2; \
+	  fi; \
+	fi; \
+	$(PY) -m pytest -q; code=$$?; \
+	if [ $$code -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$code
 
-## the suite without the end-to-end training runs
+## the suite without the end-to-end training runs and the Slurm tests: trains nothing (tests/conftest.py
+## fails a test that would), a couple of minutes on a laptop
 test-fast: install
 	$(PY) -m pytest -q -m "not e2e and not slurm"
 
@@ -33,10 +54,10 @@ bench: install
 	$(PY) bench/run_all.py
 
 slurm-start:
-	scripts/local-slurm.sh start --nodes 2
+	$(SLURM_SCRIPT) start --nodes $(SLURM_NODES)
 
 slurm-stop:
-	scripts/local-slurm.sh stop
+	$(SLURM_SCRIPT) stop
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from alignkit.errors import AlignkitError
 from tests.aif_support import PROMPTS, hashed_rating, root, write_prompts
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary, user_text
+from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,8 +31,7 @@ def invoke(args: list[str]):
 
 def main(args: list[str], env: dict) -> subprocess.CompletedProcess:
     """The real entry point, `python -m alignkit` (error rendering and exit codes of alignkit.cli.main)."""
-    return subprocess.run([sys.executable, "-m", "alignkit", *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=str(REPO), timeout=300)  # fmt: skip
+    return run_cli(*args, env=env, cwd=REPO, timeout=300)
 
 
 def test_help_is_light_and_lists_the_commands():

@@ -21,6 +21,8 @@ from alignkit import __version__
 from alignkit.cli import app
 from alignkit.config.run import run_model
 from alignkit.errors import AlignkitError, ConfigError, NotYetAvailable
+from tests.helpers import flat
+from tests.helpers import run_cli as cli
 
 ZEPHYR_FULL = ["sft", "--recipe", "zephyr-7b-beta", "--profile", "full", "--num-gpus", "8"]
 CANARIES = {"HF_TOKEN": "hf_CANARYtokenVALUE0123456789", "OPENAI_API_KEY": "sk-CANARYopenaiKEY0123456789",
@@ -43,18 +45,6 @@ def _no_preflight(monkeypatch):
 
 def invoke(args: list[str], env: dict | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], env=env)
-
-
-def cli(*args, env_extra: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    """The real entry point in a subprocess: exit codes and streams as a user sees them."""
-    env = {k: v for k, v in os.environ.items() if k != "ALIGNKIT_DEBUG"}
-    env.update({"CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200", **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "alignkit", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=cwd)
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 def squash(text: str) -> str:

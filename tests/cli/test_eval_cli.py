@@ -22,6 +22,7 @@ from tests.eval_support import (
     user_text,
     write_mtbench_files,
 )
+from tests.helpers import REPO, run_cli
 
 
 def root() -> typer.Typer:
@@ -66,11 +67,8 @@ def test_real_entry_point_exit_code_and_message(tmp_path, tiny_env):
     env = dict(tiny_env, MY_JUDGE_KEY=CANARY)
     env.pop("OPENAI_API_KEY", None)
     files = write_mtbench_files(tmp_path / "data")
-    p = subprocess.run(
-        [sys.executable, "-m", "alignkit", *mt_args(files, str(tmp_path / "no-model"), tmp_path / "o", "http://127.0.0.1:9/v1",
-                                                   "--judge-api-key-env", "MY_JUDGE_KEY")],
-        capture_output=True, text=True, env=env, cwd=str(Path(__file__).resolve().parents[2]),
-    )  # fmt: skip
+    p = run_cli(*mt_args(files, str(tmp_path / "no-model"), tmp_path / "o", "http://127.0.0.1:9/v1",
+                         "--judge-api-key-env", "MY_JUDGE_KEY"), env=env, cwd=REPO)
     err = " ".join(p.stderr.split())  # rich wraps long lines
     assert p.returncode == 2 and "--model:" in err and "not a local directory" in err
     assert "Traceback" not in p.stderr
@@ -173,10 +171,8 @@ def test_mt_bench_judge_without_any_rating_fails_clearly(tmp_path, tiny_model_di
     files = write_mtbench_files(tmp_path / "data")
     out = tmp_path / "out"
     with FakeJudge(lambda body: "This answer is quite good, I would give it 8 out of 10.") as fj:
-        p = subprocess.run(
-            [sys.executable, "-m", "alignkit", *mt_args(files, tiny_model_dir, out, fj.base_url, "--limit", "2")],
-            capture_output=True, text=True, env=dict(tiny_env, COLUMNS="1000"), cwd=str(Path(__file__).resolve().parents[2]),
-        )  # fmt: skip
+        p = run_cli(*mt_args(files, tiny_model_dir, out, fj.base_url, "--limit", "2"), env=tiny_env,
+                    env_extra={"COLUMNS": "1000"}, cwd=REPO)
         assert fj.calls == 4
     err = " ".join(p.stderr.split())  # rich wraps long lines
     assert p.returncode == 1, (p.stdout, p.stderr)

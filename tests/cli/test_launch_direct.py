@@ -35,6 +35,7 @@ def _env_under_accelerate(tmp_path: Path, acc: dict, environ: dict[str, str]) ->
     return json.loads(out.read_text())
 
 
+@pytest.mark.e2e  # the real `accelerate launch`, four times: not in `make test-fast`
 @pytest.mark.parametrize("profile", ["cpu", "lora"])
 @pytest.mark.parametrize("threads", [None, "3"])
 def test_direct_env_matches_accelerate_launch(tmp_path, profile, threads):

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alignkit.errors import ConfigError, DataError, UsageError
+from tests.helpers import run_cli
 
 APP_MODULE = "alignkit.cli"  # the sub-app alone: "alignkit.commands.mix"
 PREFIX: list[str] = ["mix"]  # the sub-app alone: []
@@ -171,11 +172,8 @@ def test_a_template_typo_fails_first_with_did_you_mean(project, tiny_env):
                f"--data.chat_template={project / 'tpl' / 'mine.jinja'}")
     assert isinstance(r.exception, ConfigError) and "no such template file" in str(r.exception)
     # the real entry point, with a recipe whose model path does not exist: exit 2, about the template
-    p = subprocess.run(
-        [sys.executable, "-m", "alignkit", "mix", "preview", "--recipe", "tiny", "--task", "dpo",
-         f"--model.model_name_or_path={missing}", "--data.chat_template=ChatML"],
-        capture_output=True, text=True, env=dict(tiny_env, COLUMNS="1000"), cwd=str(REPO),
-    )  # fmt: skip
+    p = run_cli("mix", "preview", "--recipe", "tiny", "--task", "dpo", f"--model.model_name_or_path={missing}",
+                "--data.chat_template=ChatML", env=tiny_env, env_extra={"COLUMNS": "1000"}, cwd=REPO)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "did you mean 'chatml'?" in p.stderr and "no-such-model" not in p.stderr and "Traceback" not in p.stderr
 

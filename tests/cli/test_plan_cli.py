@@ -19,6 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from alignkit.commands import plan as plan_cmd
+from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 ZEPHYR = ["plan", "--recipe", "zephyr-7b-beta"]
@@ -165,9 +166,7 @@ def test_plan_imports_nothing_heavy():
 
 def test_wired_into_the_alignkit_cli():
     """The real entry point (alignkit/cli.py must call plan.register(app))."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "alignkit", *ZEPHYR, "--profile", "full", "--num-gpus", "1",
-                           "--gpu-mem-gb", "24", "--json"], capture_output=True, text=True, timeout=120, env=env)
+    proc = run_cli(*ZEPHYR, "--profile", "full", "--num-gpus", "1", "--gpu-mem-gb", "24", "--json", timeout=120)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["fits"] is False
     assert "Traceback" not in proc.stderr

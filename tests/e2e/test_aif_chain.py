@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.aif_support import PROMPTS, hashed_rating, write_prompts
 from tests.eval_support import CANARY, FakeJudge, assert_no_canary
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 
 
 def run(args, env, *, timeout=600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "alignkit", *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    proc = run_cli(*args, env=env, timeout=timeout, cwd=REPO)
     if proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-8000:]}")
     return proc

@@ -2,18 +2,16 @@
 changes what it prefers. Run for real through the CLI, as a newcomer would."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 def test_demo_shows_dpo_changing_the_preference(tmp_path, tiny_env):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "alignkit", "demo", "--output", str(out)], env=tiny_env,
-                          capture_output=True, text=True, timeout=900)
+    proc = run_cli("demo", "--output", out, env=tiny_env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
     # SFT teaches the format, not the preference: about a coin flip before DPO, a clear preference after

@@ -16,17 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.helpers import popen_cli, run_cli
 
 pytestmark = pytest.mark.e2e
 
-ALIGNKIT = [sys.executable, "-m", "alignkit"]
 HERE = Path(__file__).parent
 QUICK = ["--eval_strategy=no", "--logging_steps=1", "--report_to=none"]
 
 
 def alignkit(args, env, *, timeout=600, expect=0, cwd=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*ALIGNKIT, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    proc = run_cli(*args, env=env, timeout=timeout, cwd=cwd)
     if expect is not None and proc.returncode != expect:
         raise AssertionError(f"exit {proc.returncode} (expected {expect})\nSTDOUT:\n{proc.stdout[-4000:]}\n"
                              f"STDERR:\n{proc.stderr[-8000:]}")
@@ -290,8 +289,8 @@ def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_identical_weights(tmp_
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     alignkit([*args, f"--output_dir={clean}"], tiny_env)
 
-    proc = subprocess.Popen([*ALIGNKIT, *args, f"--output_dir={killed}"], env=tiny_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = popen_cli(*args, f"--output_dir={killed}", env=tiny_env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
     marker = killed / "checkpoint-8" / "alignkit-complete.json"
     try:
         _wait_for(marker.is_file, 300, "checkpoint-8")
@@ -314,7 +313,7 @@ def test_sigterm_saves_a_checkpoint_and_says_so_then_a_second_run_is_refused_whi
     out = tmp_path / "run"
     args = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=400", "--save_strategy=steps",
             "--save_steps=1000", f"--output_dir={out}", *QUICK]
-    proc = subprocess.Popen([*ALIGNKIT, *args], env=tiny_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = popen_cli(*args, env=tiny_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         _wait_for(lambda: (out / "alignkit" / "status.json").is_file()

@@ -1,9 +1,9 @@
 """Shared pieces of the robustness tests: the real CLI in a subprocess, canary secrets, a tiny training
 run that several tests look at, and /proc helpers.
 
-* ``cli(args, env, cwd=None)``: ``python -m alignkit ARGS`` with output captured (COLUMNS wide, no GPU).
-* ``flat(text)``: whitespace collapsed (rich wraps long lines).
-* ``CANARIES``: a distinct fake secret per variable; ``with_canaries(env)`` adds them.
+The CLI itself runs through tests/helpers.py (``run_cli``, ``popen_cli``, ``cli_env``, ``flat``).
+
+* ``CANARIES``: a distinct fake secret per variable; ``with_canaries(env)``: ``cli_env(env)`` with them.
 * ``reference_run`` (session): ``alignkit sft --recipe tiny`` for ``REF_ARGS`` with the canaries set, started in
   the background when first requested (so it overlaps other work on 2 cores); ``.wait()`` returns it.
   test_faults compares its final weights with an interrupted-and-resumed run's; test_secrets scans it.
@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ALIGNKIT = [sys.executable, "-m", "alignkit"]
+from tests.helpers import cli_env, popen_cli
+
 QUICK = ["--eval_strategy=no", "--report_to=none", "--logging_steps=1"]
 # 12 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
 # and a resume in between, each process still short. save_total_limit=1 as in the Zephyr recipes: a kill
@@ -38,23 +38,8 @@ CANARIES = {
 }
 
 
-def base_env(env: dict[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in env.items() if k != "ALIGNKIT_DEBUG"}
-    out.update({"CUDA_VISIBLE_DEVICES": "", "COLUMNS": "400", "PYTHONUNBUFFERED": "1"})
-    return out
-
-
 def with_canaries(env: dict[str, str]) -> dict[str, str]:
-    return {**base_env(env), **CANARIES}
-
-
-def cli(args, env: dict[str, str], *, cwd=None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*ALIGNKIT, *map(str, args)], env=base_env(env), cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def flat(text: str) -> str:
-    return " ".join((text or "").split())
+    return cli_env(env, CANARIES)
 
 
 # --------------------------------------------------------------------------- processes
@@ -152,8 +137,8 @@ def reference_run(tmp_path_factory, tiny_env):
     out = root / "out"
     stdout, stderr = root / "stdout.txt", root / "stderr.txt"
     with open(stdout, "w") as so, open(stderr, "w") as se:
-        proc = subprocess.Popen([*ALIGNKIT, *REF_ARGS, f"--output_dir={out}"], env=with_canaries(tiny_env),
-                                cwd=root, stdout=so, stderr=se, start_new_session=True)
+        proc = popen_cli(*REF_ARGS, f"--output_dir={out}", env=tiny_env, env_extra=CANARIES, cwd=root, stdout=so,
+                         stderr=se, start_new_session=True)
     run = RefRun(out, root, proc, stdout, stderr)
     yield run
     if proc.poll() is None:

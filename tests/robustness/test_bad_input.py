@@ -1,4 +1,4 @@
-"""The bad-input corpus: every case runs the real CLI (`python -m alignkit ...`) in a subprocess, offline,
+"""The bad-input corpus: every case runs the real CLI (`python -m alignkit ...`, tests/helpers.run_cli) in a subprocess, offline,
 and checks what a user sees: exit 2 for usage/config/data errors (1 for a runtime failure the user cannot fix
 in a config: a judge or model endpoint that fails), the key/file/row/endpoint named, the fix given, and no
 traceback.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.eval_support import FakeJudge, write_mtbench_files
-from tests.robustness.conftest import cli, flat
+from tests.helpers import flat, run_cli
 
 
 @dataclass(frozen=True)
@@ -448,7 +448,7 @@ def outcomes(corpus, endpoints, tiny_env, tiny_model_dir):
     def run(case: Case):
         args = [a.format(**values) for a in case.args]
         try:
-            return args, cli(args, tiny_env, cwd=corpus, timeout=300)
+            return args, run_cli(*args, env=tiny_env, cwd=corpus, timeout=300)
         except Exception as exc:  # noqa: BLE001 - reported by the case's own test
             return args, exc
 

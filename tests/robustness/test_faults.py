@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.conftest import (ALIGNKIT, QUICK, REF_ARGS, base_env, cli, group_members, kill_all,
+from tests.helpers import cli_env, popen_cli, run_cli
+from tests.robustness.conftest import (QUICK, REF_ARGS, group_members, kill_all,
                                        processes_mentioning, wait_for)
 
 MARKER = "alignkit-complete.json"
@@ -37,8 +38,7 @@ def start(args, env, log: Path) -> subprocess.Popen:
     """`alignkit ARGS` in its own session (like a terminal job), output to files (no pipe to fill up)."""
     out = open(log.with_suffix(".out"), "w")
     err = open(log.with_suffix(".err"), "w")
-    return subprocess.Popen([*ALIGNKIT, *map(str, args)], env=base_env(env), stdout=out, stderr=err,
-                            start_new_session=True)
+    return popen_cli(*args, env=env, stdout=out, stderr=err, start_new_session=True)
 
 
 def stderr_of(log: Path) -> str:
@@ -112,7 +112,7 @@ def test_interrupted_killed_and_cut_mid_checkpoint_the_run_resumes_to_the_same_w
         members = group_members(pgid)
         assert members, "the training processes died with their parent"
         kill_all(members, signal.SIGSTOP)  # hold them mid-step while the second run is tried
-        busy = cli(args, tiny_env)
+        busy = run_cli(*args, env=tiny_env)
         assert busy.returncode == 2 and "busy" in busy.stderr and "Traceback" not in busy.stderr, busy.stderr[-3000:]
         os.killpg(pgid, signal.SIGKILL)
         wait_for(lambda: not group_members(pgid), 30, "the killed group to be gone")
@@ -141,7 +141,7 @@ def test_interrupted_killed_and_cut_mid_checkpoint_the_run_resumes_to_the_same_w
         assert c3 >= c2 and c3 < cut_step
 
         # 4. the same command again: the half checkpoint goes, training resumes from the last complete one
-        final = cli(args, tiny_env, timeout=900)
+        final = run_cli(*args, env=tiny_env, timeout=900)
         assert final.returncode == 0, final.stderr[-6000:]
         assert f"removed incomplete checkpoint {out}/checkpoint-{cut_step}" in final.stderr, final.stderr[-6000:]
         assert f"resuming from {out}/checkpoint-{c3}" in final.stderr, final.stderr[-6000:]
@@ -214,7 +214,7 @@ def test_runs_started_together_on_a_stale_lock_one_wins(tmp_path, tiny_env):
 
     lock.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": "earlier"}))
     start_at = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", _CONTENDER, str(lock), str(start_at)], env=base_env(tiny_env),
+    procs = [subprocess.Popen([sys.executable, "-c", _CONTENDER, str(lock), str(start_at)], env=cli_env(tiny_env),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
     results = []
     for p in procs:

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from tests.eval_support import FakeJudge, write_mtbench_files
-from tests.robustness.conftest import CANARIES, base_env, flat, with_canaries
+from tests.helpers import flat, run_cli
+from tests.robustness.conftest import CANARIES, with_canaries
 from tests.robustness.test_atomic_writes import events, spy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,9 +88,6 @@ def _commands(d: Path, served: dict[str, str]) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def canary_runs(tmp_path_factory, tiny_env):
     """Every command above, in order (report reads mt-bench's results), with the canaries set."""
-    import subprocess
-    import sys
-
     d = tmp_path_factory.mktemp("secrets")
     with FakeJudge(lambda body: "Rating: [[7]]") as model, FakeJudge(lambda body: "Rating: [[7]]") as judge, \
             FakeJudge() as echo:
@@ -104,8 +102,7 @@ def canary_runs(tmp_path_factory, tiny_env):
         from concurrent.futures import ThreadPoolExecutor
 
         def run(args):
-            return subprocess.run([sys.executable, "-m", "alignkit", *args], env=env, cwd=d, capture_output=True,
-                                  text=True, timeout=300)
+            return run_cli(*args, env=env, cwd=d, timeout=300)
 
         commands = _commands(d, served)
         report = commands.pop("report")  # reads what eval-mt-bench writes
@@ -143,6 +140,7 @@ def test_masked_values_still_show_where_they_were(canary_runs):
     assert "denied for Bearer ***" in echo or "***" in echo, echo[-2000:]
 
 
+@pytest.mark.e2e  # scans the files of a real (tiny) training run: the shared reference_run
 def test_no_canary_in_any_file_written(canary_runs, reference_run, _offline_session):
     d, results = canary_runs
     assert (d / "slurm-out" / "alignkit" / "run.yaml").is_file()  # the non-dry submit wrote its files
@@ -206,12 +204,10 @@ def test_python_tags_in_a_config_are_refused_not_run(tmp_path):
 
 def test_trust_remote_code_is_off_unless_set_and_the_summary_flags_it(tiny_env):
     from alignkit.config.resolve import resolve_config
-    from tests.robustness.conftest import cli
-
     for recipe, task in (("tiny", "sft"), ("tiny", "dpo"), ("zephyr-7b-beta", "sft"), ("zephyr-7b-beta", "dpo")):
         assert resolve_config(task, recipe=recipe, profile="cpu").config.model.trust_remote_code is False
-    off = cli(["sft", "--recipe", "tiny", "--profile", "cpu", "--dry-run"], tiny_env)
-    on = cli(["sft", "--recipe", "tiny", "--profile", "cpu", "--dry-run", "--trust_remote_code=true"], tiny_env)
+    off = run_cli("sft", "--recipe", "tiny", "--profile", "cpu", "--dry-run", env=tiny_env)
+    on = run_cli("sft", "--recipe", "tiny", "--profile", "cpu", "--dry-run", "--trust_remote_code=true", env=tiny_env)
     assert off.returncode == on.returncode == 0
     assert "trust_remote_code" not in off.stderr
     assert "trust_remote_code is ON: the model repository's Python code will run" in flat(on.stderr)
@@ -270,14 +266,13 @@ def test_a_symlinked_run_file_is_replaced_not_followed(tmp_path, tiny_env):
 
 def test_names_never_become_paths_outside_their_dir(tmp_path, tiny_env):
     from alignkit.eval.bench import default_output
-    from tests.robustness.conftest import cli
 
     for model_id in ("../../x", "/etc/cron.d/x", "..", "a/../../b"):
         out = default_output("served-model", model_id, "mt-bench")
         assert not out.is_absolute() and out.parts[:2] == ("eval", "mt-bench") and len(out.parts) == 3, out
         assert ".." not in out.parts
-    proc = cli(["slurm", "submit", "--task", "sft", "--recipe", "tiny", "--profile", "cpu", "-G", "1", "--dry-run",
-                f"--output_dir={tmp_path}/out", "--job-name", "../../../etc/x"], tiny_env)
+    proc = run_cli("slurm", "submit", "--task", "sft", "--recipe", "tiny", "--profile", "cpu", "-G", "1", "--dry-run",
+                   f"--output_dir={tmp_path}/out", "--job-name", "../../../etc/x", env=tiny_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     would = flat(proc.stderr).split("would write ", 1)[1].split(" and submit", 1)[0]
     assert Path(would).parent == tmp_path / "out" / "alignkit" and ".." not in Path(would).name

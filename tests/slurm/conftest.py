@@ -22,6 +22,8 @@ from typing import Callable
 
 import pytest
 
+from tests.helpers import flat, run_cli  # noqa: F401  (flat: the Slurm tests import it from here)
+
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("ALIGNKIT_SLURM_DIR", "/tmp/alignkit-slurm"))
 
@@ -184,23 +186,14 @@ def read_log(job_id: str) -> str:
 # --------------------------------------------------------------------------- the CLI
 
 
-def flat(text: str) -> str:
-    """CLI messages with rich's line wrapping undone."""
-    return " ".join(text.split())
-
-
-def _cli_argv() -> list[str]:
-    return [sys.executable, "-m", "alignkit"]
 
 
 @pytest.fixture(scope="session")
 def cli(slurm_cluster) -> Callable[..., subprocess.CompletedProcess]:
-    base = _cli_argv()
+    """``alignkit slurm ARGS`` (tests/helpers.run_cli); ``env`` adds to the environment. The GPU
+    variables are left as they are: sbatch passes the environment on to the jobs."""
 
     def run(*args: str, timeout: float = 120, cwd: str | os.PathLike | None = None, env: dict | None = None):
-        full_env = {**os.environ, **(env or {})}
-        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), full_env.get("PYTHONPATH", "")) if p)
-        return subprocess.run([*base, "slurm", *args], capture_output=True, text=True, timeout=timeout,
-                              cwd=cwd, env=full_env, stdin=subprocess.DEVNULL)
+        return run_cli("slurm", *args, env_extra=env, timeout=timeout, cwd=cwd, no_gpu=False)
 
     return run

@@ -13,6 +13,7 @@ import yaml
 from alignkit.launch import slurm
 
 from .conftest import flat, make_job, read_log, submit_job, wait_log, wait_state
+from tests.helpers import popen_cli
 
 pytestmark = pytest.mark.slurm
 
@@ -126,8 +127,8 @@ def test_status_logs_and_cancel_while_running(slurm_cluster, tmp_path, cli):
     assert st["output_dir"] == str(job.out)
     listed = cli("status")
     assert listed.returncode == 0 and job_id in listed.stdout and "RUNNING" in listed.stdout
-    follow = subprocess.Popen([*cli_base(), "slurm", "logs", job_id, "--follow"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    follow = popen_cli("slurm", "logs", job_id, "--follow", no_gpu=False, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     res = cli("cancel", job_id)
     assert res.returncode == 0, res.stderr
@@ -143,10 +144,6 @@ def test_status_logs_and_cancel_while_running(slurm_cluster, tmp_path, cli):
     assert unknown.returncode == 1 and "does not know this job" in flat(unknown.stderr)
 
 
-def cli_base() -> list[str]:
-    from .conftest import _cli_argv
-
-    return _cli_argv()
 
 
 def test_rejected_submits_report_slurms_reason(slurm_cluster, tmp_path):

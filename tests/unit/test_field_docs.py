@@ -1,9 +1,7 @@
 """The descriptions `alignkit sft|dpo --help` shows are the pydantic fields' own (snapshot is current)."""
 
-import subprocess
-import sys
-
 from alignkit.config import docs
+from tests.helpers import run_cli
 
 
 def test_snapshot_matches_the_models():
@@ -11,7 +9,7 @@ def test_snapshot_matches_the_models():
 
 
 def test_help_lists_the_keys_with_their_descriptions():
-    out = subprocess.run([sys.executable, "-m", "alignkit", "dpo", "--help"], capture_output=True, text=True,
-                         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
+    # a bare environment: the help needs nothing from the user's
+    out = run_cli("dpo", "--help", env={"PATH": "/usr/bin:/bin"}, env_extra={"COLUMNS": "200"}).stdout
     assert "train.beta:" in out and "launch.global_batch_size:" in out
     assert docs.build()["dpo"]["lora.r"] in out
