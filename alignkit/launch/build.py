@@ -17,8 +17,7 @@ from alignkit.config.resolve import Resolved, resolve_config
 from alignkit.config.train import checkpointing_on
 from alignkit.errors import ConfigError, Problem
 from alignkit.launch.plan import BatchMath, LaunchPlan
-
-RUN_SUBDIR = "alignkit"
+from alignkit.launch.run import RunDir, run_dir  # noqa: F401 - run_dir: alignkit.commands.slurm still imports it here
 
 
 def detect_gpus() -> int:
@@ -46,10 +45,6 @@ def accelerate_executable() -> list[str]:
         return [str(local)]
     found = shutil.which("accelerate")
     return [found] if found else [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
-
-
-def run_dir(output_dir: str | os.PathLike) -> Path:
-    return Path(output_dir) / RUN_SUBDIR
 
 
 def _processes_per_node(resolved: Resolved, num_gpus: int | None, dry_run: bool) -> tuple[int, str | None]:
@@ -172,28 +167,28 @@ def plan_from_resolved(
         config["train"]["use_cpu"] = not resolved.profile.uses_deepspeed
         if world > 1:
             config["train"]["ddp_backend"] = "gloo"
-    rdir = run_dir(out_dir)
-    ds_path = str(rdir / "deepspeed.json") if resolved.profile.uses_deepspeed else None
+    rdir = RunDir.of(out_dir)
+    ds_path = str(rdir.deepspeed_config) if resolved.profile.uses_deepspeed else None
     acc = _accelerate_config(resolved, world, nodes, ds_path)
     deepspeed = resolved.profile.deepspeed if resolved.profile.uses_deepspeed else None
 
     accelerate_command = [
         *accelerate_executable(), "launch",
-        "--config_file", str(rdir / "accelerate.yaml"),
+        "--config_file", str(rdir.accelerate_config),
         "--num_processes", str(world),
         "--num_machines", str(nodes),
         "--machine_rank", "0",
     ]
     if resolved.config.launch.main_process_port:
         accelerate_command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
-    accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+    accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir.run_file)]
     env = {"ACCELERATE_LOG_LEVEL": "info"}
     if resolved.profile.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
     direct = (world == 1 and not resolved.profile.uses_deepspeed and resolved.config.launch.launcher == "auto"
               and not via_accelerate)
     if direct:
-        command = [sys.executable, "-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+        command = [sys.executable, "-m", f"alignkit.train.{resolved.task}", "--run", str(rdir.run_file)]
         env.update(accelerate_launch_env(acc))
     else:
         command = accelerate_command

@@ -18,10 +18,8 @@ from typing import Any
 from alignkit.config.train import checkpointing_on
 from alignkit.config.yamlio import read_yaml
 from alignkit.fsutil import write_atomic, write_json_atomic
+from alignkit.launch.run import RunDir, is_complete, mark_complete
 from alignkit.modeling import adapter_base, is_adapter_dir
-
-COMPLETE_MARKER = "alignkit-complete.json"
-STATUS_FILE = "status.json"
 
 
 # --------------------------------------------------------------------------- the run file
@@ -38,8 +36,8 @@ class Run:
         return Path(self.config.train.output_dir)
 
     @property
-    def run_dir(self) -> Path:
-        return self.output_dir / "alignkit"
+    def layout(self) -> RunDir:
+        return RunDir.of(self.output_dir)
 
 
 def parse_args(argv: list[str] | None = None) -> Path:
@@ -207,12 +205,7 @@ def trainer_args(run: Run, cls):
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
     """Checkpoints whose writing finished (they carry our marker), oldest first."""
-    found = []
-    for p in output_dir.glob("checkpoint-*"):
-        suffix = p.name.split("-", 1)[1]
-        if p.is_dir() and suffix.isdigit() and (p / COMPLETE_MARKER).is_file():
-            found.append((int(suffix), p))
-    return [p for _, p in sorted(found)]
+    return [p for p in RunDir.of(output_dir).checkpoints() if is_complete(p)]
 
 
 def rotate_checkpoints(output_dir: Path, limit: int | None, keep: str | None = None) -> list[Path]:
@@ -237,8 +230,8 @@ def clean_incomplete_checkpoints(output_dir: Path) -> list[Path]:
     import shutil
 
     removed = []
-    for p in output_dir.glob("checkpoint-*"):
-        if p.is_dir() and not (p / COMPLETE_MARKER).is_file():
+    for p in RunDir.of(output_dir).checkpoints():
+        if not is_complete(p):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
@@ -288,8 +281,8 @@ def callbacks(stopper: Stopper) -> list:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 _test_sleep(TEST_SLOW_SAVE)
                 if ckpt.is_dir():
-                    write_json_atomic(ckpt / COMPLETE_MARKER, {"global_step": state.global_step,
-                                                               "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                    mark_complete(ckpt, {"global_step": state.global_step,
+                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
                     rotate_checkpoints(Path(args.output_dir), self.limit, keep=state.best_model_checkpoint)
             _barrier()
             return control
@@ -352,8 +345,7 @@ def _any_rank(flag: bool) -> bool:
 
 
 def write_status(run: Run, state: str, **extra: Any) -> None:
-    write_json_atomic(run.run_dir / STATUS_FILE, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                                  **extra})
+    run.layout.write_status(state, **extra)
 
 
 def git_commit() -> str | None:
@@ -371,7 +363,7 @@ def write_env(run: Run, state) -> None:
     info.update(git_commit=git_commit(), argv=run.raw.get("argv"), world_size=state.num_processes,
                 distributed_type=str(state.distributed_type), python_executable=sys.executable)
     info.pop("accelerate_default_config", None)
-    write_json_atomic(run.run_dir / "env.json", info)
+    write_json_atomic(run.layout.env_file, info)
 
 
 def describe_model(model) -> dict[str, Any]:
@@ -408,7 +400,7 @@ def speed_settings(trainer) -> dict[str, Any]:
 
 def write_model_summary(run: Run, trainer) -> dict[str, Any]:
     info = {**describe_model(trainer.model), "speed": speed_settings(trainer)}
-    write_json_atomic(run.run_dir / "model.json", info)
+    write_json_atomic(run.layout.model_file, info)
     return info
 
 
@@ -468,8 +460,6 @@ def is_main_process() -> bool:
 
 # --------------------------------------------------------------------------- starting from an adapter
 
-MERGED_DIR = "sft-merged"
-
 
 def merge_adapter(adapter_dir: str, out_dir: Path, *, dtype: str = "bfloat16", trust_remote_code: bool = False) -> Path:
     """Load the adapter's base in full precision (never 4-bit: merging into quantized weights is lossy),
@@ -490,7 +480,7 @@ def merge_adapter(adapter_dir: str, out_dir: Path, *, dtype: str = "bfloat16", t
             AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(tmp)
         except (OSError, ValueError):
             AutoTokenizer.from_pretrained(base).save_pretrained(tmp)
-        write_json_atomic(tmp / COMPLETE_MARKER, {"adapter": str(adapter_dir), "base": base})
+        mark_complete(tmp, {"adapter": str(adapter_dir), "base": base})
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -507,8 +497,8 @@ def start_model(run: Run, state) -> tuple[str, str]:
     if not is_adapter_dir(path):
         return path, path
     base = adapter_base(path)
-    merged = run.run_dir / MERGED_DIR
-    if state.is_main_process and not (merged / COMPLETE_MARKER).is_file():
+    merged = run.layout.merged_dir
+    if state.is_main_process and not is_complete(merged):
         dtype = run.config.model.dtype if run.config.model.dtype != "auto" else "bfloat16"
         merge_adapter(path, merged, dtype=dtype, trust_remote_code=run.config.model.trust_remote_code)
     state.wait_for_everyone()

@@ -325,12 +325,6 @@ def test_after_usr1_the_run_state_decides(fakes, tmp_path, state, exit_code, req
     assert (fout / "requeued").exists() == requeued, log
 
 
-def test_status_file_name_matches_the_trainer():
-    from alignkit.train.common import STATUS_FILE
-
-    assert slurm.STATUS_FILE == STATUS_FILE
-
-
 def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
     proc, fout = _start_sleeping_job(fakes, tmp_path, nodes=1)
     proc.send_signal(signal.SIGTERM)  # scancel / scontrol requeue / preemption: Slurm decides what follows
