@@ -8,7 +8,7 @@ from typing import Any
 
 from alignkit import ui
 from alignkit.errors import EXIT_PREEMPTED, ConfigError, Problem
-from alignkit.launch.plan import LaunchPlan
+from alignkit.launch.spec import LaunchPlan
 
 HUB_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -31,7 +31,7 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
              num_nodes=num_nodes, dry_run=dry_run, push_to_hub=push_to_hub)
     if as_json and not dry_run:
         raise ConfigError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
-    if p.config["train"].get("push_to_hub") and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
+    if p.config.train.push_to_hub and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
         if not dry_run:
             raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
                                       "export HF_TOKEN=... (a write token), or drop --push-to-hub"))
@@ -87,10 +87,9 @@ def preflight(p: LaunchPlan) -> None:
     traceback and exit 1: a local model dir without weights or tokenizer, no chat template with no fallback
     allowed, and the data (loaded and validated exactly as the trainer loads it). Hub ids are left to the
     hub."""
-    from alignkit.config.data import DataConfig
-
-    data = DataConfig.model_validate(p.config["data"])
-    problems = _model_problems(p.config["model"]) or _template_problems(p.config["model"], data)
+    data = p.config.data
+    model = p.config.model.model_dump()
+    problems = _model_problems(model) or _template_problems(model, data)
     if problems:
         raise ConfigError(problems)
     from alignkit.data.mixer import mix
@@ -188,12 +187,12 @@ def _template_problems(model: dict[str, Any], data) -> list[Problem]:
                     "data.chat_template_fallback: zephyr")]
 
 
-def build_demo_assets_if_used(config: dict[str, Any]) -> None:
+def build_demo_assets_if_used(config) -> None:
     """The tiny recipe's `demo:` paths point into a cache that is built on first use."""
     from alignkit.demo.assets import demo_root, ensure_demo_assets
 
     root = str(demo_root())
-    paths = [config["model"]["model_name_or_path"], *(s.get("path") or "" for s in config["data"]["mixture"])]
+    paths = [config.model.model_name_or_path, *(s.path or "" for s in config.data.mixture)]
     if any(str(p).startswith(root) for p in paths):
         ensure_demo_assets()
 
@@ -208,18 +207,17 @@ def _esc(value: Any) -> str:
 def render_summary(p: LaunchPlan) -> None:
     from rich.table import Table
 
-    cfg: dict[str, Any] = p.config
+    cfg = p.config
     t = Table(title=f"alignkit {p.task}", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column(overflow="fold")  # long paths wrap, never "…"
-    t.add_row("recipe", _esc(cfg.get("recipe") or "(none: config files)"))
+    t.add_row("recipe", _esc(cfg.recipe or "(none: config files)"))
     t.add_row("profile", _esc(p.profile))
-    t.add_row("model", _esc(cfg["model"]["model_name_or_path"]))
-    lora = cfg.get("lora") or {}
+    t.add_row("model", _esc(cfg.model.model_name_or_path))
     adapt = "full fine-tuning"
-    if lora.get("enabled"):
-        adapt = f"LoRA r={lora.get('r')} alpha={lora.get('alpha')}"
-        if cfg["model"].get("load_in_4bit"):
+    if cfg.lora.enabled:
+        adapt = f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha}"
+        if cfg.model.load_in_4bit:
             adapt = "Q" + adapt + " (4-bit base)"
     t.add_row("adaptation", adapt)
     t.add_row("world size", f"{p.world_size} = {p.num_nodes} node(s) x {p.gpus_per_node} process(es)")

@@ -16,7 +16,7 @@ from typing import Any
 from alignkit.config.resolve import Resolved, resolve_config
 from alignkit.config.train import checkpointing_on
 from alignkit.errors import ConfigError, Problem
-from alignkit.launch.plan import BatchMath, LaunchPlan
+from alignkit.launch.spec import BatchMath, LaunchPlan
 from alignkit.launch.run import RunDir, run_dir  # noqa: F401 - run_dir: alignkit.commands.slurm still imports it here
 
 
@@ -154,19 +154,23 @@ def plan_from_resolved(
     world = per_node * nodes
     batch = batch_math(resolved, world)
 
-    config = resolved.to_dict()
+    # the plan's shape edits, made on the typed config and validated once, here: nothing unchecked reaches the child
+    cfg = resolved.config
     # absolute and normalized: "../x" from another working dir is the same run dir, never ".../a/../x"
-    out_dir = Path(os.path.abspath(os.path.expanduser(config["train"].get("output_dir") or "trainer_output")))
-    config["train"]["output_dir"] = str(out_dir)
-    config["train"]["gradient_accumulation_steps"] = batch.gradient_accumulation_steps
-    config["launch"].update(num_gpus=per_node, num_nodes=nodes)
+    out_dir = Path(os.path.abspath(os.path.expanduser(cfg.train.output_dir or "trainer_output")))
+    train_edits: dict[str, Any] = {"output_dir": str(out_dir),
+                                   "gradient_accumulation_steps": batch.gradient_accumulation_steps}
     if resolved.profile.cpu:
         # DDP on CPU needs use_cpu (accelerate then runs MULTI_CPU over gloo); under DeepSpeed it must be
         # off, or accelerate drops DeepSpeed for plain MULTI_CPU. Several processes need the gloo backend
         # named, or accelerate counts a world of one under DeepSpeed; one process must not name it.
-        config["train"]["use_cpu"] = not resolved.profile.uses_deepspeed
+        train_edits["use_cpu"] = not resolved.profile.uses_deepspeed
         if world > 1:
-            config["train"]["ddp_backend"] = "gloo"
+            train_edits["ddp_backend"] = "gloo"
+    config = cfg.model_copy(update={
+        "train": _edited(cfg.train, train_edits, "train"),
+        "launch": _edited(cfg.launch, {"num_gpus": per_node, "num_nodes": nodes}, "launch"),
+    })
     rdir = RunDir.of(out_dir)
     ds_path = str(rdir.deepspeed_config) if resolved.profile.uses_deepspeed else None
     acc = _accelerate_config(resolved, world, nodes, ds_path)
@@ -231,6 +235,19 @@ def plan_from_resolved(
             if resolved.user_set(section, key)
         },
     )
+
+
+def _edited(section, edits: dict[str, Any], name: str):
+    """``section`` with ``edits`` applied and validated (the set fields stay the set fields: the run file's
+    `train` holds what some layer, or the plan, set)."""
+    from pydantic import ValidationError
+
+    try:
+        return type(section).model_validate({**section.model_dump(exclude_unset=True), **edits})
+    except ValidationError as exc:
+        raise ConfigError([Problem(f"{name}.{'.'.join(str(x) for x in err['loc'])}",
+                                   err["msg"].removeprefix("Value error, "), "check --num-gpus, --num-nodes and the "
+                                   "batch settings") for err in exc.errors()]) from None
 
 
 def accelerate_launch_env(acc: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -26,9 +26,9 @@ from typing import Any
 from alignkit.config.yamlio import dump_yaml, read_yaml
 from alignkit.errors import ConfigError, Problem, RuntimeFailure
 from alignkit.fsutil import write_atomic, write_json_atomic
-from alignkit.launch.plan import LaunchPlan
-from alignkit.launch.run import RunDir, read_status
-from alignkit.secrets import redact, redact_data
+from alignkit.launch.spec import LaunchPlan
+from alignkit.launch.run import RunDir, RunFile, read_status
+from alignkit.secrets import redact
 
 # Keys that may change between a run and its resumption without making it a different run.
 SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps"),
@@ -159,7 +159,7 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
         others = [p for p in out.iterdir() if p.name != rdir.name]
         if previous.exists():
             old = read_yaml(previous)
-            same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config)
+            same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config.to_dict())
             if same and not overwrite:
                 return Claim(resume=True, lock_path=lock, note=note)
             if not overwrite:
@@ -183,18 +183,12 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
 
 
 def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
+    """run.yaml (the RunFile), accelerate.yaml, deepspeed.json and command.sh into the run dir."""
     rdir = RunDir.of(plan.output_dir)
-    run = {
-        "alignkit_version": _version(),
-        "task": plan.task,
-        "profile": plan.profile,
-        "resume": resume,
-        "world_size": plan.world_size,
-        "global_batch_size": plan.global_batch_size,
-        "argv": [redact(a) for a in argv],
-        "config": plan.config,
-    }
-    write_atomic(rdir.run_file, dump_yaml(redact_data(run)))
+    run = RunFile(alignkit_version=_version(), task=plan.task, profile=plan.profile, resume=resume,  # type: ignore[arg-type]
+                  world_size=plan.world_size, global_batch_size=plan.global_batch_size,
+                  argv=[redact(a) for a in argv], config=plan.config, data=plan.data)
+    write_atomic(rdir.run_file, run.to_yaml())
     write_atomic(rdir.accelerate_config, dump_yaml(plan.accelerate_config))
     if plan.deepspeed_config is not None:
         write_json_atomic(rdir.deepspeed_config, plan.deepspeed_config)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.config.train import checkpointing_on
-from alignkit.config.yamlio import read_yaml
 from alignkit.fsutil import write_atomic, write_json_atomic
-from alignkit.launch.run import RunDir, is_complete, mark_complete
+from alignkit.launch.run import RunDir, RunFile, is_complete, mark_complete
 from alignkit.modeling import adapter_base, is_adapter_dir
 
 
@@ -27,9 +26,14 @@ from alignkit.modeling import adapter_base, is_adapter_dir
 
 @dataclass
 class Run:
+    """The run file this process was started with, and where it lies."""
+
     path: Path
-    raw: dict[str, Any]
-    config: Any  # RunConfig for the task
+    file: RunFile
+
+    @property
+    def config(self):  # the task's RunConfig
+        return self.file.config
 
     @property
     def output_dir(self) -> Path:
@@ -49,11 +53,7 @@ def parse_args(argv: list[str] | None = None) -> Path:
 
 
 def load_run(path: Path, task: str) -> Run:
-    from alignkit.config.run import run_model
-
-    raw = read_yaml(path)
-    config = run_model(task).model_validate(raw["config"])
-    return Run(path=path, raw=raw, config=config)
+    return Run(path=path, file=RunFile.load(path, task))
 
 
 # --------------------------------------------------------------------------- tokenizer and model
@@ -360,7 +360,7 @@ def write_env(run: Run, state) -> None:
     from alignkit.commands.envinfo import collect
 
     info = collect()
-    info.update(git_commit=git_commit(), argv=run.raw.get("argv"), world_size=state.num_processes,
+    info.update(git_commit=git_commit(), argv=run.file.argv, world_size=state.num_processes,
                 distributed_type=str(state.distributed_type), python_executable=sys.executable)
     info.pop("accelerate_default_config", None)
     write_json_atomic(run.layout.env_file, info)
@@ -425,7 +425,7 @@ def write_model_card(trainer, run: Run, base_model: str, datasets: list[str]) ->
         pass
     readme = run.output_dir / "README.md"
     head = readme.read_text() if readme.exists() else f"# {run.output_dir.name}\n"
-    argv = " ".join(run.raw.get("argv") or [])
+    argv = " ".join(run.file.argv)
     section = (
         "\n## Trained with alignkit\n\n"
         f"- alignkit {__version__}, task `{run.config.task}`, recipe `{run.config.recipe}`, "
@@ -511,7 +511,7 @@ def start_model(run: Run, state) -> tuple[str, str]:
 def check_world_size(run: Run, state) -> None:
     """Every process must see the world the launcher planned: a mismatch means the processes would each
     train alone on the same output dir (e.g. MULTI_GPU on a machine without CUDA and without use_cpu)."""
-    planned = run.raw.get("world_size")
+    planned = run.file.world_size
     if planned and state.num_processes != planned:
         raise RuntimeError(
             f"alignkit planned {planned} processes but this one sees a world of {state.num_processes} "

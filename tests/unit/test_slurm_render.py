@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.errors import RuntimeFailure, UsageError
-from alignkit.launch.plan import BatchMath, LaunchPlan
+from alignkit.launch.spec import BatchMath, LaunchPlan
 from alignkit import slurm
 
 HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j [bold]"

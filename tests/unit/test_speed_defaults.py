@@ -52,12 +52,12 @@ def _args(tmp_path, overrides=(), task="sft"):
     """The TRL config the training process builds from the run file."""
     from trl import DPOConfig, SFTConfig
 
-    from alignkit.config.yamlio import dump_yaml
+    from alignkit.launch.run import RunFile
     from alignkit.train import common
 
     plan = plan_run(task, recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path}/o", *overrides])
     run_file = tmp_path / "run.yaml"
-    run_file.write_text(dump_yaml({"task": task, "config": plan.config}))
+    run_file.write_text(RunFile(task=task, config=plan.config).to_yaml())
     run = common.load_run(common.parse_args(["--run", str(run_file)]), task)
     return common.trainer_args(run, SFTConfig if task == "sft" else DPOConfig)
 
