@@ -41,10 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Data
     ###############
-    from alignkit.data.mixer import load_mixture
+    from alignkit.train.data import load_training_data
 
-    with state.main_process_first():
-        mixture = load_mixture(cfg.data, "sft")
+    mixture = load_training_data(run.file, state)  # the build the launcher mixed into the run dir
 
     ###############
     # Tokenizer and chat template
