@@ -10,13 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from alignkit.config import recipes
+from alignkit.config.demo_paths import PREFIX as DEMO_PREFIX
+from alignkit.config.demo_paths import demo_path
 from alignkit.config.layers import Layer, build_layer, merge, parse_overrides
+from alignkit.config.profiles import ProfileStack, load_stack
 from alignkit.config.run import SECTIONS, RunConfig, cross_field_problems, run_model, section_model
 from alignkit.config.yamlio import parse_yaml, read_yaml
 from alignkit.errors import ConfigError, Problem, did_you_mean
-from alignkit.launch.profiles import ProfileStack, load_stack
-
-DEMO_PREFIX = "demo:"
 
 
 @dataclass
@@ -217,8 +217,6 @@ def _expand_demo_paths(merged: dict[str, Any]) -> None:
 
     def expand(value: Any) -> Any:
         if isinstance(value, str) and value.startswith(DEMO_PREFIX):
-            from alignkit.demo.assets import demo_path
-
             return demo_path(value[len(DEMO_PREFIX):])
         return value
 

@@ -117,7 +117,7 @@ def _accelerate_config(resolved: Resolved, world_size: int, num_nodes: int, ds_p
         "tpu_use_sudo": False,
         "use_cpu": False,
     }
-    from alignkit.launch.profiles import deep_merge
+    from alignkit.config.profiles import deep_merge
 
     acc = deep_merge(acc, stack.accelerate)
     if stack.uses_deepspeed:

@@ -357,7 +357,7 @@ def git_commit() -> str | None:
 
 
 def write_env(run: Run, state) -> None:
-    from alignkit.commands.envinfo import collect
+    from alignkit.envinfo import collect
 
     info = collect()
     info.update(git_commit=git_commit(), argv=run.file.argv, world_size=state.num_processes,

@@ -7,7 +7,7 @@ import pytest
 from alignkit.config.yamlio import dump_yaml
 from alignkit.errors import ConfigError
 from alignkit.launch.build import plan_run
-from alignkit.launch.profiles import available, load_spec, load_stack
+from alignkit.config.profiles import available, load_spec, load_stack
 
 
 @pytest.fixture(autouse=True)
