@@ -88,3 +88,51 @@ def test_the_plan_edits_are_validated_on_the_typed_config(tmp_path):
     assert cfg.train.use_cpu is True and cfg.train.ddp_backend == "gloo"
     assert cfg.launch.num_gpus == 2 and cfg.launch.num_nodes == 1
     assert {"output_dir", "gradient_accumulation_steps", "use_cpu", "ddp_backend"} <= cfg.train.model_fields_set
+
+
+# --------------------------------------------------------------------------- data once
+
+
+def _tiny_plan(tmp_path, task="sft"):
+    from alignkit.commands.train import build_demo_assets_if_used
+
+    plan = plan_run(task, recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path / task}"])
+    build_demo_assets_if_used(plan.config)
+    return plan
+
+
+def test_the_preflight_mixes_once_into_the_run_dir_and_the_run_file_names_the_build(tmp_path):
+    from alignkit.data.mixer import load_mixture
+    from alignkit.launch.preflight import build_data
+    from alignkit.train.data import load_build
+
+    plan = _tiny_plan(tmp_path)
+    ref = build_data(plan)
+    assert Path(ref.path) == RunDir.of(plan.output_dir).data_dir and ref.key
+    plan.data = ref
+    write_run_files(plan, resume=False, argv=["alignkit", "sft"])
+    run = RunFile.load(RunDir.of(plan.output_dir).run_file)
+    assert run.data == ref
+    # what the child reads is what mixing gives, row for row
+    built, mixed = load_build(run.data), load_mixture(plan.config.data, "sft")
+    assert set(built) == set(mixed) and all(built[s].to_list() == mixed[s].to_list() for s in mixed)
+    # the same inputs again (a resumed run): the build is reused as it is
+    mtime = (Path(ref.path) / "manifest.json").stat().st_mtime_ns
+    assert build_data(plan) == ref and (Path(ref.path) / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_the_child_refuses_a_data_build_that_is_not_the_planned_one(tmp_path):
+    from alignkit.errors import DataError
+    from alignkit.launch.preflight import build_data
+    from alignkit.train.data import load_build
+
+    ref = build_data(_tiny_plan(tmp_path))
+    with pytest.raises(DataError, match="not the data build this run was planned with"):
+        load_build(ref.model_copy(update={"manifest_sha256": "0" * 64}))
+    shard = next(Path(ref.path).glob("train-*.parquet"))
+    shard.write_bytes(shard.read_bytes() + b"x")
+    with pytest.raises(DataError, match="damaged"):
+        load_build(ref)
+    (Path(ref.path) / "manifest.json").unlink()
+    with pytest.raises(DataError, match="missing"):
+        load_build(ref)
