@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignkit.errors import DataError, Problem
-from alignkit.launch.run import DataBuild, RunFile
+from alignkit.launch.runfile import DataBuild, RunFile
 
 
 def load_training_data(run: RunFile, state):

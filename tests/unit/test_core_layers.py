@@ -34,3 +34,14 @@ def test_no_import_runs_upward_from_config_launch_or_train():
                 bad += [f"{module} imports {name}" for name in _imports(path)
                         if any(name == a or name.startswith(a + ".") for a in above)]
     assert not bad, "\n".join(bad)
+
+
+def test_the_run_dir_layout_is_cheap_to_import():
+    """`alignkit slurm status/logs/cancel` read run-dir paths: launch/run.py must not pull in pydantic or config."""
+    import subprocess
+    import sys
+
+    code = "import sys, alignkit.launch.run; print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'alignkit.config', 'torch'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout.strip()
+    assert out == "[]", out
