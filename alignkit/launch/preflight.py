@@ -12,7 +12,7 @@ from typing import Any
 from alignkit import ui
 from alignkit.errors import ConfigError, DataError, Problem
 from alignkit.launch.run import RunDir
-from alignkit.launch.runfile import DataBuild
+from alignkit.launch.run.file import DataBuild
 from alignkit.launch.spec import LaunchPlan
 
 

@@ -28,7 +28,7 @@ from alignkit.errors import ConfigError, Problem, RuntimeFailure
 from alignkit.fsutil import write_atomic, write_json_atomic
 from alignkit.launch.spec import LaunchPlan
 from alignkit.launch.run import RunDir, read_status
-from alignkit.launch.runfile import RunFile
+from alignkit.launch.run.file import RunFile
 from alignkit.secrets import redact
 
 # Keys that may change between a run and its resumption without making it a different run.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.config.run import RunConfig
-    from alignkit.launch.runfile import DataBuild
+    from alignkit.launch.run.file import DataBuild
 
 
 @dataclass

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignkit.launch.run import RunDir
-from alignkit.launch.runfile import RunFile
+from alignkit.launch.run.file import RunFile
 from alignkit.train.checkpoints import Stopper, clean_incomplete_checkpoints, resume_checkpoint
 from alignkit.train.outputs import (
     dataset_names,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignkit.errors import DataError, Problem
-from alignkit.launch.runfile import DataBuild, RunFile
+from alignkit.launch.run.file import DataBuild, RunFile
 
 
 def load_training_data(run: RunFile, state):

@@ -37,7 +37,7 @@ def test_no_import_runs_upward_from_config_launch_or_train():
 
 
 def test_the_run_dir_layout_is_cheap_to_import():
-    """`alignkit slurm status/logs/cancel` read run-dir paths: launch/run.py must not pull in pydantic or config."""
+    """`alignkit slurm status/logs` read run-dir paths: alignkit.launch.run pulls in neither pydantic nor config."""
     import subprocess
     import sys
 

@@ -11,7 +11,7 @@ import yaml
 from alignkit.errors import ConfigError
 from alignkit.launch.build import plan_run
 from alignkit.launch.run import RunDir
-from alignkit.launch.runfile import RunFile
+from alignkit.launch.run.file import RunFile
 from alignkit.launch.spawn import claim_output_dir, write_run_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "run-files-0.1.0"

@@ -52,7 +52,7 @@ def _args(tmp_path, overrides=(), task="sft"):
     """The TRL config the training process builds from the run file."""
     from trl import DPOConfig, SFTConfig
 
-    from alignkit.launch.runfile import RunFile
+    from alignkit.launch.run.file import RunFile
     from alignkit.train import common
 
     plan = plan_run(task, recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path}/o", *overrides])

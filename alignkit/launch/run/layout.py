@@ -16,7 +16,7 @@ Every run lives in its output dir::
             data/             the mixed data the trainer reads (a `alignkit mix build` directory)
             sft-merged/       an SFT adapter merged into its base (DPO from an adapter)
 
-Everything that needs one of these paths asks this module; the run file's content is alignkit.launch.runfile.
+Everything that needs one of these paths asks this module; the run file's content is alignkit.launch.run.file.
 Cheap to import (no pydantic, no config): `alignkit slurm status/logs` use it too.
 """
 

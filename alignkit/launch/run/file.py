@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from alignkit.config.run import RunConfig, run_model
-from alignkit.launch.run import RunDir
+from alignkit.launch.run.layout import RunDir
 
 
 class DataBuild(BaseModel):
