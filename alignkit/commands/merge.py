@@ -25,7 +25,7 @@ def run(adapter: Path, output: Path, dtype: str) -> None:
     if problems:
         raise UsageError(problems)
     from alignkit.modeling import adapter_base
-    from alignkit.train.common import merge_adapter
+    from alignkit.train.loading import merge_adapter
 
     ui.info(f"merging {adapter} into its base {adapter_base(str(adapter))} ({dtype}, dequantized) ...")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -30,13 +30,13 @@ def resolve_run(req: PlanRequest) -> Resolved:
     """A plan request resolved exactly like `alignkit sft|dpo --dry-run` (alignkit.memory.Resolve): the launch
     plan and its profile stack's facts. The tiny recipe's demo model is built first when it is planned."""
     from alignkit.launch.build import plan_run
-    from alignkit.launch.profiles import load_stack
+    from alignkit.config.profiles import load_stack
     from alignkit.memory import ProfileFacts, Resolved
 
     p = plan_run(req.task, recipe=req.recipe, profile=req.profile, config_files=list(req.config_files),
                  overrides=list(req.overrides), num_gpus=req.num_gpus, num_nodes=req.num_nodes, dry_run=True)
     if not req.model:
-        _build_demo_model_if_planned(str(p.config["model"]["model_name_or_path"]))
+        _build_demo_model_if_planned(str(p.config.model.model_name_or_path))
     stack = load_stack(p.profile)
     modifiers = tuple(n for n, spec in zip(stack.names, stack.specs) if spec.modifier)
     return Resolved(launch=p, profile=ProfileFacts(adaptation=stack.adaptation, cpu=stack.cpu, modifiers=modifiers))
@@ -88,7 +88,7 @@ def render(plan: Any) -> None:
     s, e = plan.setup, plan.estimate
     con = ui.out_console()
     where = "CPU process" if s.device == "cpu" else "GPU"
-    title = (f"alignkit plan: {plan.launch.task} {escape(str(plan.launch.config.get('recipe') or ''))} "
+    title = (f"alignkit plan: {plan.launch.task} {escape(str(plan.launch.config.recipe or ''))} "
              f"profile {escape(plan.launch.profile)}, {s.world_size} x {plan.mem_gib:.0f} GiB")
     head = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     head.add_column(style="bold")

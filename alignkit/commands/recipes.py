@@ -51,7 +51,7 @@ def show(name: str, *, task: str, profile: str | None, raw: bool, explain: bool 
 
     _check_task(task)
     if raw:
-        from alignkit.launch.profiles import load_stack
+        from alignkit.config.profiles import load_stack
 
         stack = load_stack(profile or "full")
         ui.print_out(recipes.find(name, task, stack.adaptation).text)

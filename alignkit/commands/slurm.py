@@ -79,7 +79,7 @@ def submit(
     plan = build.plan_run(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []],
                           overrides=list(ctx.args), num_gpus=gpus_per_node, num_nodes=nodes, dry_run=dry_run,
                           via_accelerate=True)
-    if plan.config["train"].get("push_to_hub") and not dry_run:
+    if plan.config.train.push_to_hub and not dry_run:
         import os
 
         if not any(os.environ.get(v) for v in train_cmd.HUB_TOKEN_VARS):
@@ -109,10 +109,12 @@ def submit(
                                   "wait for it, cancel it (`alignkit slurm cancel JOBID`), or choose another "
                                   "--output_dir"))
     from alignkit.launch import spawn
+    from alignkit.launch.preflight import preflight
+    from alignkit.launch.run import RunDir
 
     claim = spawn.claim_output_dir(plan, overwrite)
     try:
-        if claim.resume and spawn.read_status(plan.output_dir).get("state") == "completed":
+        if claim.resume and RunDir.of(plan.output_dir).read_status().get("state") == "completed":
             # as `alignkit sft/dpo`: the same run already finished; nothing to submit
             ui.info(f"[green]already completed[/green]: {_esc(out_dir)} holds this run's final model (pass "
                     "--overwrite to train again); nothing submitted")
@@ -121,9 +123,9 @@ def submit(
         # validated as the trainer loads it), here and now rather than in the job's log after the queue wait
         with ui.stdout_to_stderr():
             train_cmd.build_demo_assets_if_used(plan.config)
-            train_cmd.preflight(plan)
+            preflight(plan)
         spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
-        layout.status_file(out_dir).unlink(missing_ok=True)
+        RunDir.of(out_dir).clear_status()
         slurm.write_script(script_path, text)
     finally:
         claim.lock_path.unlink(missing_ok=True)

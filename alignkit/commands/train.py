@@ -12,7 +12,7 @@ import typer
 from alignkit import ui
 from alignkit.commands import options
 from alignkit.errors import EXIT_PREEMPTED, ConfigError, Problem
-from alignkit.launch.plan import LaunchPlan
+from alignkit.launch.spec import LaunchPlan
 
 HUB_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -35,7 +35,7 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
              num_nodes=num_nodes, dry_run=dry_run, push_to_hub=push_to_hub)
     if as_json and not dry_run:
         raise ConfigError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
-    if p.config["train"].get("push_to_hub") and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
+    if p.config.train.push_to_hub and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
         if not dry_run:
             raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
                                       "export HF_TOKEN=... (a write token), or drop --push-to-hub"))
@@ -65,10 +65,14 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         out = _esc(p.output_dir)
         ui.info(f"[bold]{verb}[/bold] {task} → {out}  (run files in {out}/alignkit/)")
 
+    from alignkit.launch.preflight import preflight
+
     code = spawn.run(p, overwrite=overwrite, argv=argv, on_start=started, check=preflight)
     if already:
         return 0
-    status = spawn.read_status(p.output_dir)
+    from alignkit.launch.run import RunDir
+
+    status = RunDir.of(p.output_dir).read_status()
     if status.get("state") == "completed" and code == 130:
         code = 0  # Ctrl-C after the model was saved and the run marked complete: nothing was lost
     if status.get("state") == "preempted":
@@ -85,119 +89,12 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     return code
 
 
-def preflight(p: LaunchPlan) -> None:
-    """Check in this process, once the output dir is claimed and before the run files are written or anything
-    is started, what the training processes would otherwise fail on inside `accelerate launch` with a
-    traceback and exit 1: a local model dir without weights or tokenizer, no chat template with no fallback
-    allowed, and the data (loaded and validated exactly as the trainer loads it). Hub ids are left to the
-    hub."""
-    from alignkit.config.data import DataConfig
-
-    data = DataConfig.model_validate(p.config["data"])
-    problems = _model_problems(p.config["model"]) or _template_problems(p.config["model"], data)
-    if problems:
-        raise ConfigError(problems)
-    from alignkit.data.mixer import mix
-    from alignkit.errors import DataError
-
-    result = mix(data, p.task, console=ui.err_console())
-    if result.tables["train"].num_rows == 0:
-        raise DataError(Problem("data.mixture", "the train split has no rows",
-                                "add a train source with rows (test sources and carved eval rows never train)"))
-
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def _local_path(name: str | None):
-    """The path when `name` means a local path (absolute, ./, ~, or existing), else None (a Hub id)."""
-    from pathlib import Path
-
-    if not name:
-        return None
-    path = Path(name).expanduser()
-    return path if path.is_absolute() or name.startswith((".", "~")) or path.exists() else None
-
-
-def _model_problems(model: dict[str, Any]) -> list[Problem]:
-    from alignkit.modeling import TOKENIZER_FILES, adapter_base, has_tokenizer, is_adapter_dir
-
-    where = "model.model_name_or_path"
-    path = _local_path(model.get("model_name_or_path"))
-    if path is None:
-        return []
-    fix = "point it at a directory written by save_pretrained (or an SFT output dir), or use a Hub id (org/name)"
-    if not path.is_dir():
-        return [Problem(where, f"{path.absolute()}: {'not a directory' if path.exists() else 'no such directory'}", fix)]
-    problems = []
-    if is_adapter_dir(path):
-        if not any((path / f).is_file() for f in ADAPTER_FILES):
-            problems.append(Problem(where, f"{path} has adapter_config.json but no adapter weights "
-                                    f"({' or '.join(ADAPTER_FILES)})", fix))
-        try:
-            base_dir = _local_path(adapter_base(path))
-        except ConfigError as exc:
-            problems += exc.problems
-        else:
-            if base_dir is not None and not (base_dir / "config.json").is_file():
-                problems.append(Problem(f"{path}/adapter_config.json", f"its base model {base_dir} is not a model "
-                                        "directory", "restore the base model there, or edit base_model_name_or_path"))
-    else:
-        if not (path / "config.json").is_file():
-            problems.append(Problem(where, f"{path} has no config.json: not a saved model", fix))
-        if not any((path / f).is_file() for f in WEIGHT_FILES) and not any(path.glob("*.safetensors")):
-            problems.append(Problem(where, f"{path} has no model weights (model.safetensors or pytorch_model.bin)",
-                                    fix))
-    if model.get("tokenizer_name_or_path"):
-        tok_key, tok = "model.tokenizer_name_or_path", _local_path(model["tokenizer_name_or_path"])
-    else:
-        tok_key, tok = where, path
-    if tok is not None and not tok.is_dir():
-        problems.append(Problem(tok_key, f"{tok}: no such directory", "give a tokenizer directory or a Hub id"))
-    elif tok is not None and not has_tokenizer(tok):
-        problems.append(Problem(tok_key, f"{tok} has no tokenizer ({', '.join(TOKENIZER_FILES)})",
-                                "save the tokenizer there (tokenizer.save_pretrained) or set "
-                                "model.tokenizer_name_or_path"))
-    return problems
-
-
-def _template_problems(model: dict[str, Any], data) -> list[Problem]:
-    import json
-
-    from alignkit.data.chat import template_from_config
-
-    if data.chat_template:
-        try:
-            template_from_config(data.chat_template)
-        except ConfigError as exc:
-            return list(exc.problems)
-        return []
-    if data.chat_template_fallback != "none":
-        return []
-    tok = _local_path(model.get("tokenizer_name_or_path")) or _local_path(model.get("model_name_or_path"))
-    if tok is None or not tok.is_dir():
-        return []
-    if (tok / "chat_template.jinja").is_file() or (tok / "chat_template.json").is_file():
-        return []
-    try:
-        if json.loads((tok / "tokenizer_config.json").read_text()).get("chat_template"):
-            return []
-    except (OSError, ValueError):
-        pass
-    return [Problem("data.chat_template", f"the tokenizer in {tok} has no chat template and "
-                    "data.chat_template_fallback is 'none'",
-                    "set data.chat_template (zephyr, chatml, llama3, a .jinja file or a Jinja string), or "
-                    "data.chat_template_fallback: zephyr")]
-
-
-def build_demo_assets_if_used(config: dict[str, Any]) -> None:
+def build_demo_assets_if_used(config) -> None:
     """The tiny recipe's `demo:` paths point into a cache that is built on first use."""
     from alignkit.demo.assets import demo_root, ensure_demo_assets
 
     root = str(demo_root())
-    paths = [config["model"]["model_name_or_path"], *(s.get("path") or "" for s in config["data"]["mixture"])]
+    paths = [config.model.model_name_or_path, *(s.path or "" for s in config.data.mixture)]
     if any(str(p).startswith(root) for p in paths):
         ensure_demo_assets()
 
@@ -212,18 +109,17 @@ def _esc(value: Any) -> str:
 def render_summary(p: LaunchPlan) -> None:
     from rich.table import Table
 
-    cfg: dict[str, Any] = p.config
+    cfg = p.config
     t = Table(title=f"alignkit {p.task}", show_header=False, title_justify="left", box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column(overflow="fold")  # long paths wrap, never "…"
-    t.add_row("recipe", _esc(cfg.get("recipe") or "(none: config files)"))
+    t.add_row("recipe", _esc(cfg.recipe or "(none: config files)"))
     t.add_row("profile", _esc(p.profile))
-    t.add_row("model", _esc(cfg["model"]["model_name_or_path"]))
-    lora = cfg.get("lora") or {}
+    t.add_row("model", _esc(cfg.model.model_name_or_path))
     adapt = "full fine-tuning"
-    if lora.get("enabled"):
-        adapt = f"LoRA r={lora.get('r')} alpha={lora.get('alpha')}"
-        if cfg["model"].get("load_in_4bit"):
+    if cfg.lora.enabled:
+        adapt = f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha}"
+        if cfg.model.load_in_4bit:
             adapt = "Q" + adapt + " (4-bit base)"
     t.add_row("adaptation", adapt)
     t.add_row("world size", f"{p.world_size} = {p.num_nodes} node(s) x {p.gpus_per_node} process(es)")

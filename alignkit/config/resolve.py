@@ -10,13 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from alignkit.config import recipes
+from alignkit.config.demo_paths import PREFIX as DEMO_PREFIX
+from alignkit.config.demo_paths import demo_path
 from alignkit.config.layers import Layer, build_layer, merge, parse_overrides
-from alignkit.config.run import SECTIONS, cross_field_problems, run_model, section_model
+from alignkit.config.profiles import ProfileStack, load_stack
+from alignkit.config.run import SECTIONS, RunConfig, cross_field_problems, run_model, section_model
 from alignkit.config.yamlio import parse_yaml, read_yaml
 from alignkit.errors import ConfigError, Problem, did_you_mean
-from alignkit.launch.profiles import ProfileStack, load_stack
-
-DEMO_PREFIX = "demo:"
 
 
 @dataclass
@@ -25,25 +25,15 @@ class Resolved:
     recipe: str | None
     recipe_file: str | None
     profile: ProfileStack
-    config: Any  # the RunConfig pydantic object for this task
+    config: RunConfig  # run_model(task): the typed config of this task
     provenance: dict[tuple[str, str], str]
     layers: list[Layer]
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config with TRL's field names. `train` holds what some layer set; TRL's
-        defaults apply to the rest."""
-        cfg = self.config
-        out: dict[str, Any] = {"task": cfg.task, "recipe": cfg.recipe, "profile": cfg.profile}
-        if cfg.description:
-            out["description"] = cfg.description
-        for s in SECTIONS:
-            sub = getattr(cfg, s)
-            out[s] = sub.model_dump(mode="json", exclude_unset=(s == "train"))
-        if not cfg.lora.enabled:
-            out["lora"] = {"enabled": False}
-        return out
+        """The resolved config with TRL's field names (RunConfig.to_dict)."""
+        return self.config.to_dict()
 
     def source_of(self, section: str, key: str) -> str:
         return self.provenance.get((section, key), "default")
@@ -229,8 +219,6 @@ def _expand_demo_paths(merged: dict[str, Any]) -> None:
 
     def expand(value: Any) -> Any:
         if isinstance(value, str) and value.startswith(DEMO_PREFIX):
-            from alignkit.demo.assets import demo_path
-
             return demo_path(value[len(DEMO_PREFIX):])
         return value
 

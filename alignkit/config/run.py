@@ -43,6 +43,22 @@ class _RunBase(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The config as run.yaml and `--dry-run --json` hold it, with TRL's field names. `train` holds what
+        some layer set (TRL's defaults apply to the rest); a disabled `lora` is just `{enabled: false}`."""
+        out: dict[str, Any] = {"task": self.task, "recipe": self.recipe, "profile": self.profile}
+        if self.description:
+            out["description"] = self.description
+        for s in SECTIONS:
+            out[s] = getattr(self, s).model_dump(mode="json", exclude_unset=(s == "train"))
+        if not self.lora.enabled:
+            out["lora"] = {"enabled": False}
+        return out
+
+
+# The typed config of one run (the subclass for a task, with its `train` section, is run_model(task)).
+RunConfig = _RunBase
+
 
 # Each check names the fields it reads, so that it can run while other fields have errors: a field whose
 # value was invalid (and replaced by its default to check the rest) is "unknown", and no check reading it
@@ -116,7 +132,7 @@ def cross_field_problems(run: Any, unknown: set[str] | frozenset[str] = frozense
 
 
 @lru_cache(maxsize=2)
-def run_model(task: str) -> type[_RunBase]:
+def run_model(task: str) -> type[RunConfig]:
     """The pydantic model of a whole run for one task."""
     return create_model(  # type: ignore[call-overload]
         f"{task.upper()}Run",

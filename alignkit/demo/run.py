@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from alignkit.errors import Problem, RuntimeFailure
 from alignkit.fsutil import write_bytes_atomic
+from alignkit.launch.run import RunDir
 
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "loss_curves.png"
@@ -262,7 +263,7 @@ def dpo_beta(dpo_dir: Path, default: float = 0.1) -> float:
     import yaml
 
     try:
-        record = yaml.safe_load((Path(dpo_dir) / "alignkit" / "run.yaml").read_text(encoding="utf-8"))
+        record = yaml.safe_load(RunDir.of(dpo_dir).run_file.read_text(encoding="utf-8"))
         beta = float(record["config"]["train"]["beta"])
     except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
         return default

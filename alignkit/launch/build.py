@@ -16,9 +16,8 @@ from typing import Any
 from alignkit.config.resolve import Resolved, resolve_config
 from alignkit.config.train import checkpointing_on
 from alignkit.errors import ConfigError, Problem
-from alignkit.launch.plan import BatchMath, LaunchPlan
-
-RUN_SUBDIR = "alignkit"
+from alignkit.launch.spec import BatchMath, LaunchPlan
+from alignkit.launch.run import RunDir
 
 
 def detect_gpus() -> int:
@@ -46,10 +45,6 @@ def accelerate_executable() -> list[str]:
         return [str(local)]
     found = shutil.which("accelerate")
     return [found] if found else [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
-
-
-def run_dir(output_dir: str | os.PathLike) -> Path:
-    return Path(output_dir) / RUN_SUBDIR
 
 
 def _processes_per_node(resolved: Resolved, num_gpus: int | None, dry_run: bool) -> tuple[int, str | None]:
@@ -122,7 +117,7 @@ def _accelerate_config(resolved: Resolved, world_size: int, num_nodes: int, ds_p
         "tpu_use_sudo": False,
         "use_cpu": False,
     }
-    from alignkit.launch.profiles import deep_merge
+    from alignkit.config.profiles import deep_merge
 
     acc = deep_merge(acc, stack.accelerate)
     if stack.uses_deepspeed:
@@ -159,34 +154,38 @@ def plan_from_resolved(
     world = per_node * nodes
     batch = batch_math(resolved, world)
 
-    config = resolved.to_dict()
+    # the plan's shape edits, made on the typed config and validated once, here: nothing unchecked reaches the child
+    cfg = resolved.config
     # absolute and normalized: "../x" from another working dir is the same run dir, never ".../a/../x"
-    out_dir = Path(os.path.abspath(os.path.expanduser(config["train"].get("output_dir") or "trainer_output")))
-    config["train"]["output_dir"] = str(out_dir)
-    config["train"]["gradient_accumulation_steps"] = batch.gradient_accumulation_steps
-    config["launch"].update(num_gpus=per_node, num_nodes=nodes)
+    out_dir = Path(os.path.abspath(os.path.expanduser(cfg.train.output_dir or "trainer_output")))
+    train_edits: dict[str, Any] = {"output_dir": str(out_dir),
+                                   "gradient_accumulation_steps": batch.gradient_accumulation_steps}
     if resolved.profile.cpu:
         # DDP on CPU needs use_cpu (accelerate then runs MULTI_CPU over gloo); under DeepSpeed it must be
         # off, or accelerate drops DeepSpeed for plain MULTI_CPU. Several processes need the gloo backend
         # named, or accelerate counts a world of one under DeepSpeed; one process must not name it.
-        config["train"]["use_cpu"] = not resolved.profile.uses_deepspeed
+        train_edits["use_cpu"] = not resolved.profile.uses_deepspeed
         if world > 1:
-            config["train"]["ddp_backend"] = "gloo"
-    rdir = run_dir(out_dir)
-    ds_path = str(rdir / "deepspeed.json") if resolved.profile.uses_deepspeed else None
+            train_edits["ddp_backend"] = "gloo"
+    config = cfg.model_copy(update={
+        "train": _edited(cfg.train, train_edits, "train"),
+        "launch": _edited(cfg.launch, {"num_gpus": per_node, "num_nodes": nodes}, "launch"),
+    })
+    rdir = RunDir.of(out_dir)
+    ds_path = str(rdir.deepspeed_config) if resolved.profile.uses_deepspeed else None
     acc = _accelerate_config(resolved, world, nodes, ds_path)
     deepspeed = resolved.profile.deepspeed if resolved.profile.uses_deepspeed else None
 
     accelerate_command = [
         *accelerate_executable(), "launch",
-        "--config_file", str(rdir / "accelerate.yaml"),
+        "--config_file", str(rdir.accelerate_config),
         "--num_processes", str(world),
         "--num_machines", str(nodes),
         "--machine_rank", "0",
     ]
     if resolved.config.launch.main_process_port:
         accelerate_command += ["--main_process_port", str(resolved.config.launch.main_process_port)]
-    accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+    accelerate_command += ["-m", f"alignkit.train.{resolved.task}", "--run", str(rdir.run_file)]
     env = {"ACCELERATE_LOG_LEVEL": "info"}
     if resolved.profile.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -195,7 +194,7 @@ def plan_from_resolved(
     direct = (world == 1 and not resolved.profile.uses_deepspeed and resolved.config.launch.launcher == "auto"
               and not via_accelerate)
     if direct:
-        command = [sys.executable, "-m", f"alignkit.train.{resolved.task}", "--run", str(rdir / "run.yaml")]
+        command = [sys.executable, "-m", f"alignkit.train.{resolved.task}", "--run", str(rdir.run_file)]
         env.update(accelerate_launch_env(acc))
     else:
         command = accelerate_command
@@ -239,6 +238,19 @@ def plan_from_resolved(
             if resolved.user_set(section, key)
         },
     )
+
+
+def _edited(section, edits: dict[str, Any], name: str):
+    """``section`` with ``edits`` applied and validated (the set fields stay the set fields: the run file's
+    `train` holds what some layer, or the plan, set)."""
+    from pydantic import ValidationError
+
+    try:
+        return type(section).model_validate({**section.model_dump(exclude_unset=True), **edits})
+    except ValidationError as exc:
+        raise ConfigError([Problem(f"{name}.{'.'.join(str(x) for x in err['loc'])}",
+                                   err["msg"].removeprefix("Value error, "), "check --num-gpus, --num-nodes and the "
+                                   "batch settings") for err in exc.errors()]) from None
 
 
 def accelerate_launch_env(acc: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, str]:

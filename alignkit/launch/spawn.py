@@ -26,11 +26,11 @@ from typing import Any
 from alignkit.config.yamlio import dump_yaml, read_yaml
 from alignkit.errors import ConfigError, Problem, RuntimeFailure
 from alignkit.fsutil import write_atomic, write_json_atomic
-from alignkit.launch.build import run_dir
-from alignkit.launch.plan import LaunchPlan
-from alignkit.secrets import redact, redact_data
+from alignkit.launch.spec import LaunchPlan
+from alignkit.launch.run import RunDir, read_status
+from alignkit.launch.run.file import RunFile
+from alignkit.secrets import redact
 
-LOCK_NAME = "lock"
 # Keys that may change between a run and its resumption without making it a different run.
 SHAPE_KEYS = {("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps"),
               ("train", "ddp_backend"), ("launch", "launcher")}
@@ -135,7 +135,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
     out = Path(plan.output_dir)
-    rdir = run_dir(out)
+    layout = RunDir.of(out)
+    rdir = layout.path
     if out.exists() and not out.is_dir():
         raise ConfigError(Problem("train.output_dir", f"{out} is a file", "choose a directory path"))
     try:
@@ -152,14 +153,14 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
     except OSError as exc:
         raise ConfigError(Problem("train.output_dir", f"cannot write into {out}: {exc.strerror or exc}",
                                   "choose a writable --output_dir")) from None
-    lock = rdir / LOCK_NAME
+    lock = layout.lock
     note = acquire_lock(lock)
     try:
-        previous = rdir / "run.yaml"
-        others = [p for p in out.iterdir() if p.name != run_dir(out).name]
+        previous = layout.run_file
+        others = [p for p in out.iterdir() if p.name != rdir.name]
         if previous.exists():
             old = read_yaml(previous)
-            same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config)
+            same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config.to_dict())
             if same and not overwrite:
                 return Claim(resume=True, lock_path=lock, note=note)
             if not overwrite:
@@ -183,33 +184,19 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
 
 
 def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
-    rdir = run_dir(plan.output_dir)
-    run = {
-        "alignkit_version": _version(),
-        "task": plan.task,
-        "profile": plan.profile,
-        "resume": resume,
-        "world_size": plan.world_size,
-        "global_batch_size": plan.global_batch_size,
-        "argv": [redact(a) for a in argv],
-        "config": plan.config,
-    }
-    write_atomic(rdir / "run.yaml", dump_yaml(redact_data(run)))
-    write_atomic(rdir / "accelerate.yaml", dump_yaml(plan.accelerate_config))
+    """run.yaml (the RunFile), accelerate.yaml, deepspeed.json and command.sh into the run dir."""
+    rdir = RunDir.of(plan.output_dir)
+    run = RunFile(alignkit_version=_version(), task=plan.task, profile=plan.profile, resume=resume,  # type: ignore[arg-type]
+                  world_size=plan.world_size, global_batch_size=plan.global_batch_size,
+                  argv=[redact(a) for a in argv], config=plan.config, data=plan.data)
+    write_atomic(rdir.run_file, run.to_yaml())
+    write_atomic(rdir.accelerate_config, dump_yaml(plan.accelerate_config))
     if plan.deepspeed_config is not None:
-        write_json_atomic(rdir / "deepspeed.json", plan.deepspeed_config)
+        write_json_atomic(rdir.deepspeed_config, plan.deepspeed_config)
     env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in plan.env.items())
-    write_atomic(rdir / "command.sh", f"#!/usr/bin/env bash\n# written by alignkit; re-runs this launch\n"
+    write_atomic(rdir.command_file, f"#!/usr/bin/env bash\n# written by alignkit; re-runs this launch\n"
                  f"set -euo pipefail\n{env}exec {shlex.join(plan.command)}\n", mode=0o755)
-    return rdir / "run.yaml"
-
-
-def read_status(output_dir: str | os.PathLike) -> dict[str, Any]:
-    """What the training processes last said about the run (train/common.py writes it)."""
-    try:
-        return json.loads((run_dir(output_dir) / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return rdir.run_file
 
 
 def _version() -> str:
@@ -313,7 +300,7 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None, ch
         if check is not None:
             check(plan)
         write_run_files(plan, resume=claim.resume, argv=argv)
-        (run_dir(plan.output_dir) / "status.json").unlink(missing_ok=True)
+        RunDir.of(plan.output_dir).clear_status()
         if on_start:
             on_start(claim)
         return spawn(plan, claim.lock_path)

@@ -39,7 +39,7 @@ class PlanRequest:
 
 @dataclass(frozen=True)
 class ProfileFacts:
-    """What the planner needs to know of the run's profile stack (alignkit.launch.profiles.ProfileStack)."""
+    """What the planner needs to know of the run's profile stack (alignkit.config.profiles.ProfileStack)."""
 
     adaptation: str  # full | lora | qlora: what the stack chooses
     cpu: bool  # the stack runs on CPU
@@ -50,7 +50,7 @@ class ProfileFacts:
 class Resolved:
     """A request resolved like `alignkit sft|dpo --dry-run`: the launch plan and its profile stack's facts."""
 
-    launch: Any  # alignkit.launch.plan.LaunchPlan (read by its attributes)
+    launch: Any  # alignkit.launch.spec.LaunchPlan (read by its attributes)
     profile: ProfileFacts
 
 
@@ -85,7 +85,7 @@ class MemoryPlan:
         s, e, a = self.setup, self.estimate, self.setup.arch
         return {
             "task": self.launch.task,
-            "recipe": self.launch.config.get("recipe"),
+            "recipe": self.launch.config.recipe,
             "profile": self.launch.profile,
             "device": s.device,
             "model": {"name": a.name, "source": a.source, "params": e.total_params,
@@ -138,7 +138,7 @@ def reference_kind(s: Setup) -> str | None:
 def _arch_for(p: Any, model: str | None) -> Arch:
     if model:
         return resolve_arch(model)
-    name = str(p.config["model"]["model_name_or_path"])
+    name = str(p.config.model.model_name_or_path)
     try:
         return resolve_arch(name)
     except ConfigError as exc:

@@ -71,7 +71,7 @@ def setup_from_plan(p: Any, arch: Arch, *, cpu: bool) -> tuple[Setup, list[str]]
     package needs nothing from alignkit.launch) and whether its profile runs on CPU, plus notes on
     assumptions."""
     notes: list[str] = []
-    cfg = p.config
+    cfg = p.config.to_dict()
     model, lora = cfg["model"], cfg.get("lora") or {}
     train = _train_values(p.task, cfg["train"])
     device = "cpu" if cpu else "cuda"

@@ -48,7 +48,7 @@ def _fits(s: Setup, mem: float) -> tuple[bool, float]:
 def _micro_batch_flags(plan_or_launch: Any, s: Setup) -> list[str]:
     flags = [f"--per_device_train_batch_size={s.micro_batch}"]
     launch = plan_or_launch
-    managed = launch.config["launch"].get("global_batch_size") is not None and \
+    managed = launch.config.launch.global_batch_size is not None and \
         "train.gradient_accumulation_steps" not in launch.overridden
     if not managed:
         flags.append(f"--gradient_accumulation_steps={s.grad_accum}")

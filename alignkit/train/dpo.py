@@ -7,7 +7,7 @@ The reference model:
 * LoRA / QLoRA: the policy with its adapter disabled — no second copy in memory;
 * full fine-tuning: TRL's own frozen copy of the starting model, or none with
   train.precompute_ref_log_probs (log-probs computed once before training).
-An SFT adapter as the starting point is merged into its base first (see common.start_model).
+An SFT adapter as the starting point is merged into its base first (see loading.start_model).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from alignkit.train import common
+from alignkit.train import checkpoints, common, loading
 
 logger = logging.getLogger("alignkit.dpo")
 
@@ -23,7 +23,7 @@ logger = logging.getLogger("alignkit.dpo")
 def main(argv: list[str] | None = None) -> int:
     run = common.load_run(common.parse_args(argv), "dpo")
     cfg = run.config
-    stopper = common.Stopper()
+    stopper = checkpoints.Stopper()
 
     from accelerate import PartialState
     from transformers import set_seed
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Training args (created first: under ZeRO-3 they tell from_pretrained to shard while loading)
     ###############
-    args = common.trainer_args(run, DPOConfig)
+    args = loading.trainer_args(run, DPOConfig)
     state = PartialState()  # the process group the training args set up (gloo on CPU, nccl on GPUs)
     common.check_world_size(run, state)
     set_seed(args.seed)
@@ -47,15 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Data: prompt / chosen / rejected conversations
     ###############
-    from alignkit.data.mixer import load_mixture
+    from alignkit.train.data import load_training_data
 
-    with state.main_process_first():
-        mixture = load_mixture(cfg.data, "dpo")
+    mixture = load_training_data(run.file, state)  # the build the launcher mixed into the run dir
 
     ###############
     # Tokenizer and chat template (the SFT output's own, saved with it)
     ###############
-    tokenizer = common.load_tokenizer(run, cfg.model.model_name_or_path)
+    tokenizer = loading.load_tokenizer(run, cfg.model.model_name_or_path)
 
     from alignkit.data.chat import to_trl
 
@@ -64,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Policy (an SFT adapter is merged into its base first) and reference
     ###############
-    policy_path, described = common.start_model(run, state)
+    policy_path, described = loading.start_model(run, state)
     logger.info("policy starts from %s", described)
-    model = common.load_model(policy_path, run)
-    peft_config = common.peft_config(run)
+    model = loading.load_model(policy_path, run)
+    peft_config = loading.peft_config(run)
     ref_model = None  # LoRA: adapter-disabled policy; full: TRL's copy (or precomputed log-probs)
 
     ###############
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=datasets.get("test") if args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=common.callbacks(stopper),
+        callbacks=checkpoints.callbacks(stopper),
     )
 
     ###############

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from alignkit.train import common
+from alignkit.train import checkpoints, common, loading
 
 logger = logging.getLogger("alignkit.sft")
 
@@ -17,7 +17,7 @@ logger = logging.getLogger("alignkit.sft")
 def main(argv: list[str] | None = None) -> int:
     run = common.load_run(common.parse_args(argv), "sft")
     cfg = run.config
-    stopper = common.Stopper()
+    stopper = checkpoints.Stopper()
 
     from accelerate import PartialState
     from transformers import set_seed
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Training args (created first: under ZeRO-3 they tell from_pretrained to shard while loading)
     ###############
-    args = common.trainer_args(run, SFTConfig)
+    args = loading.trainer_args(run, SFTConfig)
     state = PartialState()  # the process group the training args set up (gloo on CPU, nccl on GPUs)
     common.check_world_size(run, state)
     set_seed(args.seed)
@@ -41,16 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Data
     ###############
-    from alignkit.data.mixer import load_mixture
+    from alignkit.train.data import load_training_data
 
-    with state.main_process_first():
-        mixture = load_mixture(cfg.data, "sft")
+    mixture = load_training_data(run.file, state)  # the build the launcher mixed into the run dir
 
     ###############
     # Tokenizer and chat template
     ###############
     base_path = cfg.model.model_name_or_path
-    tokenizer = common.load_tokenizer(run, base_path)
+    tokenizer = loading.load_tokenizer(run, base_path)
 
     from alignkit.data.chat import to_trl
 
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ###############
     # Model (full, LoRA, or 4-bit + LoRA)
     ###############
-    model = common.load_model(base_path, run)
-    peft_config = common.peft_config(run)
+    model = loading.load_model(base_path, run)
+    peft_config = loading.peft_config(run)
 
     ###############
     # Trainer
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=datasets.get("test") if args.eval_strategy != "no" else None,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=common.callbacks(stopper),
+        callbacks=checkpoints.callbacks(stopper),
     )
 
     ###############

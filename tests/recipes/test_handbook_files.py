@@ -135,7 +135,7 @@ def expected_mixture(raw: dict) -> tuple[list[tuple], int, object]:
 
 def zero3_with_4bit(p) -> bool:
     stage = ((p.deepspeed_config or {}).get("zero_optimization") or {}).get("stage")
-    return stage == 3 and bool(p.config["model"].get("load_in_4bit"))
+    return stage == 3 and bool(p.config.model.load_in_4bit)
 
 
 def check_plan(p, raw: dict, task: str, n: int) -> None:

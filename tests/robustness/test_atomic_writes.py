@@ -60,7 +60,7 @@ REVIEWED = {
     ("alignkit/demo/assets.py", "_build", "write_text"): TEMP_DIR,
     ("alignkit/demo/assets.py", "_build_tokenizer", "save_pretrained"): TEMP_DIR,
     ("alignkit/demo/assets.py", "_build_model", "save_pretrained"): TEMP_DIR,
-    ("alignkit/train/common.py", "merge_adapter", "save_pretrained"): "a mkdtemp dir, then os.replace",
+    ("alignkit/train/loading.py", "merge_adapter", "save_pretrained"): "a mkdtemp dir, then os.replace",
     # append-only logs, locks
     ("alignkit/client/log.py", "JsonlLog._load", "append:ab"): "repair: ends a complete last line with its newline",
     ("alignkit/client/log.py", "JsonlLog._load", "open:r+b"): "repair: cuts an interrupted last line off",

@@ -22,7 +22,7 @@ from alignkit.config.resolve import resolve_config
 from alignkit.config.run import SECTIONS, section_fields
 from alignkit.errors import ConfigError
 from alignkit.launch.build import plan_run
-from alignkit.launch.plan import LaunchPlan
+from alignkit.launch.spec import LaunchPlan
 
 FIELDS = sorted({f for task in ("sft", "dpo") for names in section_fields(task).values() for f in names})
 MIXTURE_KEYS = ["id", "path", "config", "split", "revision", "columns", "weight", "test"]

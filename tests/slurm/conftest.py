@@ -107,7 +107,7 @@ def make_job(base: Path, worker: str, *, nodes: int = 1, per_node: int = 1, name
     """A plan whose accelerate launch runs ``worker`` (Python source, after WORKER_PRELUDE). With a
     profile other than cpu the job asks Slurm for ``per_node`` GPUs per node (the local cluster has
     stand-in GPUs; the processes still run on the CPU)."""
-    from alignkit.launch.plan import BatchMath, LaunchPlan
+    from alignkit.launch.spec import BatchMath, LaunchPlan
 
     out = base / name
     rdir = out / "alignkit"

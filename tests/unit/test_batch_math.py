@@ -25,8 +25,8 @@ def test_zephyr_sft_full_keeps_512(gpus, nodes, accum):
     assert b.tuned_for == 512
     assert b.adjusted is (accum != 2)  # the recipe's own 32 x 2 x 8
     # what the trainer gets is the recomputed accumulation
-    assert p.config["train"]["gradient_accumulation_steps"] == accum
-    assert p.config["launch"]["num_gpus"] == gpus and p.config["launch"]["num_nodes"] == nodes
+    assert p.config.train.gradient_accumulation_steps == accum
+    assert p.config.launch.num_gpus == gpus and p.config.launch.num_nodes == nodes
     assert ("--num_processes", str(gpus * nodes)) == tuple(p.command[p.command.index("--num_processes"):][:2])
     assert ("--num_machines", str(nodes)) == tuple(p.command[p.command.index("--num_machines"):][:2])
     notes = " ".join(p.notes)
@@ -73,7 +73,7 @@ def test_too_many_processes_suggests_smaller_micro_batches():
 def test_user_set_accumulation_is_respected():
     p = plan(num_gpus=8, overrides=["--gradient_accumulation_steps=4"])
     assert (p.batch.gradient_accumulation_steps, p.global_batch_size, p.batch.adjusted) == (4, 1024, False)
-    assert p.config["train"]["gradient_accumulation_steps"] == 4
+    assert p.config.train.gradient_accumulation_steps == 4
     # also on a shape that could not keep 512: nothing to divide, no error
     p = plan(num_gpus=3, overrides=["--gradient_accumulation_steps=1"])
     assert (p.world_size, p.global_batch_size) == (3, 96)

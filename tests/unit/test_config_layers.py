@@ -22,8 +22,8 @@ def line_of(text: str, pattern: str) -> int:
 
 
 DEFAULTS_SFT = resources.files("alignkit.config").joinpath("defaults", "sft.yaml").read_text()
-PROFILE_CPU = resources.files("alignkit.launch").joinpath("profiles", "cpu.yaml").read_text()
-PROFILE_QLORA = resources.files("alignkit.launch").joinpath("profiles", "qlora.yaml").read_text()
+PROFILE_CPU = resources.files("alignkit.config").joinpath("profiles", "cpu.yaml").read_text()
+PROFILE_QLORA = resources.files("alignkit.config").joinpath("profiles", "qlora.yaml").read_text()
 TINY_SFT = recipes.find("tiny", "sft", "full").text
 
 

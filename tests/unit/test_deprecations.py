@@ -267,7 +267,7 @@ def test_wandb_keys_become_the_training_processes_environment(tmp_path):
         "WANDB_ENTITY": "huggingface", "WANDB_PROJECT": "SmolLM3", "WANDB_RUN_GROUP": "SmolLM3-DPO"}
     assert keys_of(p.translations)[-3:] == ["wandb_entity", "wandb_project", "wandb_run_group"]
     assert "environment variable WANDB_PROJECT=SmolLM3" in p.translations[-2]
-    assert not any(k.startswith("WANDB") for k in p.config["train"])  # not a TRL field, not in the run config
+    assert not any(k.startswith("WANDB") for k in p.config.to_dict()["train"])  # not a TRL field, not in the run config
     # a command-line override wins over the file, like any other value
     p = plan_run("dpo", config_files=[f], overrides=["--wandb_project=other"], profile="full", num_gpus=8,
                  dry_run=True)

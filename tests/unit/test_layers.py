@@ -151,7 +151,6 @@ def report(root: Path = PACKAGE) -> list[str]:
     return lines
 
 
-@pytest.mark.xfail(strict=False, reason="until the redesign branches land (issue 13): the lead removes this mark")
 def test_no_import_runs_from_a_lower_layer_to_a_higher_one():
     problems = report()
     assert not problems, (f"{len(problems)} layering violation(s) (layers and rules: tests/unit/test_layers.py, "

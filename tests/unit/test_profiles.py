@@ -7,7 +7,7 @@ import pytest
 from alignkit.config.yamlio import dump_yaml
 from alignkit.errors import ConfigError
 from alignkit.launch.build import plan_run
-from alignkit.launch.profiles import available, load_spec, load_stack
+from alignkit.config.profiles import available, load_spec, load_stack
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +48,9 @@ def test_full_is_zero3_bf16():
     assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
     assert ds["bf16"] == {"enabled": "auto"}
     assert ds["train_micro_batch_size_per_gpu"] == "auto"
-    assert p.config["train"]["bf16"] is True
-    assert p.config["model"]["dtype"] == "bfloat16"
-    assert p.config["lora"] == {"enabled": False}
+    assert p.config.train.bf16 is True
+    assert p.config.model.dtype == "bfloat16"
+    assert p.config.to_dict()["lora"] == {"enabled": False}
 
 
 def test_lora_is_ddp_bf16():
@@ -58,16 +58,16 @@ def test_lora_is_ddp_bf16():
     assert p.accelerate_config["distributed_type"] == "MULTI_GPU"
     assert p.accelerate_config["mixed_precision"] == "bf16"
     assert p.deepspeed_config is None
-    assert p.config["lora"]["enabled"] is True and p.config["lora"]["target_modules"] == "all-linear"
-    assert p.config["model"]["load_in_4bit"] is False
+    assert p.config.lora.enabled is True and p.config.lora.target_modules == "all-linear"
+    assert p.config.model.load_in_4bit is False
 
 
 def test_qlora_is_4bit_nf4_bf16_compute_all_linear():
     p = plan("qlora", recipe="zephyr-7b-beta", num_gpus=1)
-    m = p.config["model"]
-    assert (m["load_in_4bit"], m["bnb_4bit_quant_type"], m["bnb_4bit_compute_dtype"]) == (True, "nf4", "bfloat16")
-    assert p.config["lora"]["enabled"] is True
-    assert p.config["lora"]["target_modules"] == "all-linear"  # the profile over the recipe's explicit list
+    m = p.config.model
+    assert (m.load_in_4bit, m.bnb_4bit_quant_type, m.bnb_4bit_compute_dtype) == (True, "nf4", "bfloat16")
+    assert p.config.lora.enabled is True
+    assert p.config.lora.target_modules == "all-linear"  # the profile over the recipe's explicit list
     assert p.accelerate_config["distributed_type"] == "MULTI_GPU"
     assert p.deepspeed_config is None
 
@@ -76,7 +76,7 @@ def test_lora_zero3_shards_the_base():
     p = plan("lora-zero3", recipe="zephyr-7b-beta", num_gpus=2)
     assert p.accelerate_config["distributed_type"] == "DEEPSPEED"
     assert p.deepspeed_config["zero_optimization"]["stage"] == 3
-    assert p.config["lora"]["enabled"] is True
+    assert p.config.lora.enabled is True
 
 
 def test_cpu_one_process_is_no_distribution_with_use_cpu():
@@ -87,8 +87,8 @@ def test_cpu_one_process_is_no_distribution_with_use_cpu():
     assert "gpu_ids" not in acc
     assert p.deepspeed_config is None
     assert p.env["CUDA_VISIBLE_DEVICES"] == ""
-    assert p.config["train"]["bf16"] is False and p.config["train"]["fp16"] is False
-    assert p.config["model"]["dtype"] == "float32"
+    assert p.config.train.bf16 is False and p.config.train.fp16 is False
+    assert p.config.model.dtype == "float32"
 
 
 def test_cpu_two_processes_use_the_multi_gpu_launcher_type():
@@ -102,10 +102,10 @@ def test_cpu_two_processes_use_the_multi_gpu_launcher_type():
 
 def test_qlora_cpu_stack():
     p = plan("qlora,cpu")
-    m = p.config["model"]
-    assert (m["load_in_4bit"], m["bnb_4bit_compute_dtype"], m["dtype"]) == (True, "float32", "float32")
-    assert p.config["lora"]["enabled"] is True
-    assert p.config["train"]["bf16"] is False
+    m = p.config.model
+    assert (m.load_in_4bit, m.bnb_4bit_compute_dtype, m.dtype) == (True, "float32", "float32")
+    assert p.config.lora.enabled is True
+    assert p.config.train.bf16 is False
     assert (p.accelerate_config["distributed_type"], p.accelerate_config["use_cpu"]) == ("NO", True)
     assert p.profile == "qlora,cpu"
 
@@ -117,14 +117,14 @@ def test_full_cpu_stack_is_deepspeed_with_tiny_params_sharded():
     z = p.deepspeed_config["zero_optimization"]
     assert z["stage"] == 3
     assert z["stage3_param_persistence_threshold"] == 0
-    assert p.config["train"]["bf16"] is False and p.config["model"]["dtype"] == "float32"
+    assert p.config.train.bf16 is False and p.config.model.dtype == "float32"
     assert p.env["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_lora_cpu_stack():
     p = plan("lora,cpu")
-    assert p.config["lora"]["enabled"] is True
-    assert p.config["model"]["load_in_4bit"] is False
+    assert p.config.lora.enabled is True
+    assert p.config.model.load_in_4bit is False
     assert p.deepspeed_config is None
     assert p.accelerate_config["distributed_type"] == "NO"
 

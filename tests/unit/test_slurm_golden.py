@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.launch import slurm
-from alignkit.launch.plan import BatchMath, LaunchPlan
+from alignkit.launch.spec import BatchMath, LaunchPlan
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm"
 HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j [bold]"

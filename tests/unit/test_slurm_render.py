@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from alignkit.errors import RuntimeFailure, UsageError
-from alignkit.launch.plan import BatchMath, LaunchPlan
+from alignkit.launch.spec import BatchMath, LaunchPlan
 from alignkit.launch import slurm
 from alignkit.launch.slurm import layout, query, render
 
@@ -327,17 +327,9 @@ def test_after_usr1_the_run_state_decides(fakes, tmp_path, state, exit_code, req
     assert (fout / "requeued").exists() == requeued, log
 
 
-def test_run_dir_layout_matches_the_trainer_and_the_launcher(tmp_path):
-    # layout.py mirrors these names so that `alignkit slurm status` stays light; the run contract replaces both
-    from alignkit.launch import build
-    from alignkit.train.common import STATUS_FILE
-
-    assert layout.STATUS_FILE == STATUS_FILE
-    assert layout.run_dir(tmp_path) == build.run_dir(tmp_path)
-    run_file = str(layout.run_file(tmp_path))
-    assert layout.status_file_beside(run_file) == str(layout.status_file(tmp_path))
-
-
+from alignkit.launch.spec import BatchMath, LaunchPlan
+from alignkit.launch import slurm
+from alignkit.launch.slurm import layout, query, render
 def test_term_from_slurm_does_not_requeue(fakes, tmp_path):
     proc, fout = _start_sleeping_job(fakes, tmp_path, nodes=1)
     proc.send_signal(signal.SIGTERM)  # scancel / scontrol requeue / preemption: Slurm decides what follows

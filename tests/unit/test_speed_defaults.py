@@ -52,25 +52,27 @@ def _args(tmp_path, overrides=(), task="sft"):
     """The TRL config the training process builds from the run file."""
     from trl import DPOConfig, SFTConfig
 
-    from alignkit.config.yamlio import dump_yaml
+    from alignkit.launch.run.file import RunFile
     from alignkit.train import common
 
     plan = plan_run(task, recipe="tiny", profile="cpu", overrides=[f"--output_dir={tmp_path}/o", *overrides])
     run_file = tmp_path / "run.yaml"
-    run_file.write_text(dump_yaml({"task": task, "config": plan.config}))
+    run_file.write_text(RunFile(task=task, config=plan.config).to_yaml())
     run = common.load_run(common.parse_args(["--run", str(run_file)]), task)
-    return common.trainer_args(run, SFTConfig if task == "sft" else DPOConfig)
+    from alignkit.train import loading
+
+    return loading.trainer_args(run, SFTConfig if task == "sft" else DPOConfig)
 
 
 def test_liger_turns_on_only_on_cuda_with_the_package_and_never_over_the_config(tmp_path, monkeypatch):
-    from alignkit.train import common
+    from alignkit.train import loading
 
-    monkeypatch.setattr(common, "liger_on_cuda", lambda: False)
+    monkeypatch.setattr(loading, "liger_on_cuda", lambda: False)
     args = _args(tmp_path)
     assert args.use_liger_kernel is False
     assert args.train_sampling_strategy == "group_by_length"
 
-    monkeypatch.setattr(common, "liger_on_cuda", lambda: True)
+    monkeypatch.setattr(loading, "liger_on_cuda", lambda: True)
     assert _args(tmp_path).use_liger_kernel is True
     assert _args(tmp_path, task="dpo").use_liger_kernel is True
     assert _args(tmp_path, ["--use_liger_kernel=false"]).use_liger_kernel is False
@@ -81,7 +83,7 @@ def test_liger_check_needs_both_cuda_and_the_package(monkeypatch):
 
     import torch
 
-    from alignkit.train.common import liger_on_cuda
+    from alignkit.train.loading import liger_on_cuda
 
     real_find_spec = importlib.util.find_spec
 
@@ -121,7 +123,7 @@ def test_trls_default_checkpointing_is_kept(tmp_path):
     # TRL's SFTConfig turns checkpointing on by default; without the tiny recipe's false, it stays on
     from trl import SFTConfig
 
-    from alignkit.train.common import _checkpointing_by_its_current_name
+    from alignkit.train.loading import _checkpointing_by_its_current_name
 
     kwargs: dict = {}
     _checkpointing_by_its_current_name(kwargs, SFTConfig)

@@ -1,10 +1,9 @@
 """Every run-dir path this package uses, in one place: where the run file, its status file, the sbatch
 script and the job logs live inside ``<output_dir>``.
 
-The names mirror the run dir's owners today, ``launch.build.RUN_SUBDIR``/``run_dir`` and
-``train.common.STATUS_FILE`` (a unit test keeps them equal). They are copied, not imported, because
-importing those modules costs ~0.4 s (config, pydantic) that `alignkit slurm status/logs/cancel` should
-not pay. When the run contract exists, point the three constants below at it: nothing else here changes.
+The run dir's names come from the run contract (alignkit.launch.run, cheap to import: no pydantic, no
+config, so `alignkit slurm status/logs/cancel` stay fast); what only Slurm puts there (the sbatch script,
+the job logs) is named here.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import os
 import re
 from pathlib import Path
 
-RUN_SUBDIR = "alignkit"  # <output_dir>/alignkit/ (launch.build.RUN_SUBDIR)
-RUN_FILE = "run.yaml"  # what the trainer reads (launch.spawn.write_run_files)
-STATUS_FILE = "status.json"  # what the trainer writes (train.common.STATUS_FILE)
+from alignkit.launch.run import RUN_FILE, RUN_SUBDIR, STATUS_FILE  # noqa: F401 (re-exported)
 
 
 def run_dir(output_dir: str | os.PathLike) -> Path:

@@ -33,7 +33,7 @@ from alignkit.launch.slurm.values import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from alignkit.launch.plan import LaunchPlan
+    from alignkit.launch.spec import LaunchPlan
 
 # Flags of `accelerate launch` that the script sets per node; any value the plan carries is replaced.
 _VALUE_FLAGS = ("num_machines", "num_processes", "machine_rank", "main_process_ip", "main_process_port",

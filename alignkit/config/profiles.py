@@ -1,6 +1,6 @@
 """Launch profiles: accelerate + DeepSpeed configs and the config fields they imply, shipped as data.
 
-A profile is a YAML file in ``alignkit/launch/profiles/``. ``--profile`` takes one name or a comma-
+A profile is a YAML file in ``alignkit/config/profiles/``. ``--profile`` takes one name or a comma-
 separated stack applied left to right (``qlora,cpu``): a *modifier* profile (``cpu``) adapts the one
 before it, while two profiles that each choose the adaptation (full / lora / qlora) conflict.
 """
@@ -50,7 +50,7 @@ class ProfileStack:
 
 
 def _dir():
-    return resources.files("alignkit.launch").joinpath("profiles")
+    return resources.files("alignkit.config").joinpath("profiles")
 
 
 def available() -> list[str]:

@@ -8,7 +8,11 @@ argv of ``accelerate launch``. ``alignkit sft/dpo --dry-run`` prints it; a real 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from alignkit.config.run import RunConfig
+    from alignkit.launch.run.file import DataBuild
 
 
 @dataclass
@@ -34,7 +38,7 @@ class LaunchPlan:
     batch: BatchMath
     accelerate_config: dict[str, Any]
     deepspeed_config: dict[str, Any] | None
-    config: dict[str, Any]  # the resolved run config (what run.yaml holds)
+    config: RunConfig  # the resolved, validated run config with the plan's shape edits (what run.yaml holds)
     output_dir: str
     # argv that `alignkit sft|dpo` runs: `accelerate launch ... -m alignkit.train.<task> --run <run.yaml>`, or
     # for one process without DeepSpeed `python -m alignkit.train.<task> --run <run.yaml>` with accelerate's
@@ -48,6 +52,8 @@ class LaunchPlan:
     translations: list[str] = field(default_factory=list)  # handbook keys translated to current ones
     warnings: list[str] = field(default_factory=list)  # keys dropped, with why
     overridden: dict[str, str] = field(default_factory=dict)  # section.key -> the layer that set it
+    # the mixed data the run trains on, built into the run dir by the preflight (alignkit.launch.preflight)
+    data: DataBuild | None = None
 
     @property
     def direct(self) -> bool:
@@ -66,7 +72,7 @@ class LaunchPlan:
             "accelerate_command": self.accelerate_command,
             "accelerate_config": self.accelerate_config,
             "deepspeed_config": self.deepspeed_config,
-            "config": self.config,
+            "config": self.config.to_dict(),
             "world_size": self.world_size,
             "num_nodes": self.num_nodes,
             "gpus_per_node": self.gpus_per_node,
