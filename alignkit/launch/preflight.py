@@ -39,7 +39,7 @@ def build_data(p: LaunchPlan) -> DataBuild:
     import shutil
 
     from alignkit.data.build import build_mixture, sha256_file
-    from alignkit.data.mixer import MANIFEST
+    from alignkit.data.sources import MANIFEST
 
     target = RunDir.of(p.output_dir).data_dir
     result = build_mixture(p.config.data, p.task, target, render=False, overwrite=True, console=ui.err_console())

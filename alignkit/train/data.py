@@ -32,7 +32,7 @@ def load_build(ref: DataBuild):
     from datasets.table import InMemoryTable
 
     from alignkit.data.build import sha256_file, verify_build
-    from alignkit.data.mixer import MANIFEST, read_manifest
+    from alignkit.data.sources import MANIFEST, read_manifest
 
     directory = Path(ref.path)
     fix = "re-run the same `alignkit sft|dpo` command: it rebuilds the data and resumes"

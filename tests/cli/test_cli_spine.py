@@ -38,9 +38,9 @@ def _no_gpus(monkeypatch):
 def _no_preflight(monkeypatch):
     """The run path here uses fake model and data paths: the model/data preflight (tested with real files in
     tests/robustness/test_bad_input.py) is skipped."""
-    from alignkit.commands import train as train_cmd
+    from alignkit.launch import preflight
 
-    monkeypatch.setattr(train_cmd, "preflight", lambda plan: None)
+    monkeypatch.setattr(preflight, "preflight", lambda plan: None)
 
 
 def invoke(args: list[str], env: dict | None = None):

@@ -139,7 +139,7 @@ def zero3_with_4bit(p) -> bool:
 
 
 def check_plan(p, raw: dict, task: str, n: int) -> None:
-    cfg = p.config
+    cfg = p.config.to_dict()
     for (section, key), value in expected_values(raw, task).items():
         assert cfg[section].get(key) == value, f"{section}.{key}: {cfg[section].get(key)!r} != {value!r}"
     sources, seed, size = expected_mixture(raw)
@@ -210,7 +210,7 @@ def test_representative_files_dry_run_through_the_cli(item):
     assert res.exit_code == 0, (res.stderr, res.exception)
     plan = json.loads(res.stdout)
     python = plan_run(task, config_files=[f], profile=profile, num_gpus=n, dry_run=True)
-    assert plan["config"] == json.loads(json.dumps(python.config))
+    assert plan["config"] == json.loads(json.dumps(python.config.to_dict()))
     assert plan["translations"] == python.translations and plan["warnings"] == python.warnings
     # and the summary form, as a user reads it
     res = CliRunner().invoke(app, [task, f, "--profile", profile, "--num-gpus", str(n), "--dry-run"])
