@@ -18,11 +18,13 @@ def list_recipes(as_json: bool) -> None:
     rows = []
     for name in recipes.names():
         fs = recipes.files(name)
-        for task in recipes.TASKS:
-            tf = [f for f in fs if f.task == task]
-            if tf:
-                rows.append({"name": name, "task": task, "variants": [f.variant for f in tf],
-                             "description": _description(tf[0])})
+        for recipe in sorted({f.recipe for f in fs}, key=lambda r: (r != name, r)):  # the family's default first
+            for task in recipes.TASKS:
+                tf = [f for f in fs if f.recipe == recipe and f.task == task]
+                if tf:
+                    rows.append({"name": recipe, "family": name, "task": task,
+                                 "variants": [f.adaptation for f in tf], "files": [f.label for f in tf],
+                                 "description": _description(tf[0])})
     if as_json:
         ui.print_json(rows)
         return
@@ -35,7 +37,8 @@ def list_recipes(as_json: bool) -> None:
         t.add_row(r["name"], r["task"], ", ".join(r["variants"]), r["description"])
     ui.out_console().print(t)
     ui.out_console().print("Run one: alignkit sft --recipe NAME --profile full|lora|qlora|cpu  "
-                           "(show it: alignkit recipes show NAME --task sft)")
+                           "(show it: alignkit recipes show NAME --task sft); NAME may be FAMILY/VARIANT, "
+                           "e.g. constitutional-ai/grok")
 
 
 def _description(f: recipes.RecipeFile) -> str:
@@ -119,7 +122,8 @@ def copy(name: str, dest: Path) -> None:
 
 def _check_task(task: str) -> None:
     if task not in recipes.TASKS:
-        raise UsageError(Problem("--task", f"unknown task '{task}'", "use sft or dpo"))
+        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use one of {', '.join(recipes.TASKS)}"))
+    recipes.check_task(task)
 
 
 def fields(task: str, section: str | None, search: str | None) -> None:
