@@ -122,8 +122,8 @@ def copy(name: str, dest: Path) -> None:
 
 def _check_task(task: str) -> None:
     if task not in recipes.TASKS:
-        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use one of {', '.join(recipes.TASKS)}"))
-    recipes.check_task(task)
+        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use {' or '.join(recipes.runnable_tasks())}"))
+    recipes.check_task(task, "--task")
 
 
 def fields(task: str, section: str | None, search: str | None) -> None:

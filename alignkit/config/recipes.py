@@ -139,11 +139,17 @@ def check_name(name: str) -> None:
         )
 
 
-def check_task(task: str) -> None:
-    """A task a recipe may name; refused when unknown, or when its command has not landed yet."""
+def runnable_tasks() -> list[str]:
+    """The tasks whose command has landed (they have built-in defaults), in TASKS order."""
+    return [t for t in TASKS if resources.files("alignkit.config").joinpath("defaults", f"{t}.yaml").is_file()]
+
+
+def check_task(task: str, where: str = "task") -> None:
+    """A task a recipe may name; refused when unknown (exit 2), said so when its command has not landed."""
+    runnable = runnable_tasks()
     if task not in TASKS:
-        raise ConfigError(Problem("task", f"unknown task '{task}'", f"use one of {', '.join(TASKS)}"))
-    if not resources.files("alignkit.config").joinpath("defaults", f"{task}.yaml").is_file():
+        raise ConfigError(Problem(where, f"unknown task '{task}'", f"use {' or '.join(runnable)}"))
+    if task not in runnable:
         raise NotYetAvailable(Problem(task, f"alignkit {task} is not implemented yet",
                                       f"its recipes are listed (`alignkit recipes list`) and run once "
                                       f"`alignkit {task}` lands"))
