@@ -117,7 +117,9 @@ def copy(name: str, dest: Path) -> None:
         ui.print_out(w)
     from rich.markup import escape
 
-    ui.info(escape(f"edit them, then: alignkit sft --config {dest}/sft/<variant>.yaml --profile ..."))
+    first = fs[0]
+    ui.info(escape(f"edit them, then: alignkit {first.task} --config {dest}/{first.task}/{first.variant}.yaml "
+                   "--profile ..."))
 
 
 def _check_task(task: str) -> None:
@@ -171,7 +173,7 @@ def schema(task: str) -> None:
 
 recipes_app = typer.Typer(help="The shipped recipes: list, show resolved, copy to edit.", no_args_is_help=True)
 config_app = typer.Typer(help="The config schema: every key, its type, default and meaning.", no_args_is_help=True)
-_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo (orpo, cpt: once their commands land).")]
 
 
 @recipes_app.command("list")
@@ -182,7 +184,7 @@ def recipes_list(as_json: Annotated[bool, typer.Option("--json", help="JSON on s
 
 @recipes_app.command("show")
 def recipes_show(
-    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    name: Annotated[str, typer.Argument(help="Recipe: FAMILY or FAMILY/VARIANT (see `alignkit recipes list`).")],
     task: _Task = "sft",
     profile: options.Profile = None,
     raw: Annotated[bool, typer.Option("--raw", help="The shipped file as is, with its comments.")] = False,
@@ -194,7 +196,8 @@ def recipes_show(
 
 @recipes_app.command("copy")
 def recipes_copy(
-    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    name: Annotated[str, typer.Argument(
+        help="FAMILY (all its files, every variant) or FAMILY/VARIANT (that variant's files).")],
     dest: Annotated[Path, typer.Argument(help="Directory to copy the recipe's YAML files into.")],
 ) -> None:
     """Copy a recipe's YAML files to edit them, then run with --config."""
