@@ -34,7 +34,7 @@ _STEM = re.compile(r"^(full|lora|qlora)(?:-([a-z0-9][a-z0-9.]*(?:-[a-z0-9.]+)*))
 class RecipeFile:
     name: str  # the family: the folder under alignkit/recipes
     task: str
-    variant: str  # the file's stem: adaptation[-variant], e.g. "full", "qlora", "full-grok"
+    variant: str  # the file's stem, adaptation[-variant] ("full", "full-grok"): copy writes files by it
     text: str
 
     @property
