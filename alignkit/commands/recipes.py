@@ -18,11 +18,13 @@ def list_recipes(as_json: bool) -> None:
     rows = []
     for name in recipes.names():
         fs = recipes.files(name)
-        for task in recipes.TASKS:
-            tf = [f for f in fs if f.task == task]
-            if tf:
-                rows.append({"name": name, "task": task, "variants": [f.variant for f in tf],
-                             "description": _description(tf[0])})
+        for recipe in sorted({f.recipe for f in fs}, key=lambda r: (r != name, r)):  # the family's default first
+            for task in recipes.TASKS:
+                tf = [f for f in fs if f.recipe == recipe and f.task == task]
+                if tf:
+                    rows.append({"name": recipe, "family": name, "task": task,
+                                 "variants": [f.adaptation for f in tf], "files": [f.label for f in tf],
+                                 "description": _description(tf[0])})
     if as_json:
         ui.print_json(rows)
         return
@@ -35,7 +37,8 @@ def list_recipes(as_json: bool) -> None:
         t.add_row(r["name"], r["task"], ", ".join(r["variants"]), r["description"])
     ui.out_console().print(t)
     ui.out_console().print("Run one: alignkit sft --recipe NAME --profile full|lora|qlora|cpu  "
-                           "(show it: alignkit recipes show NAME --task sft)")
+                           "(show it: alignkit recipes show NAME --task sft); NAME may be FAMILY/VARIANT, "
+                           "e.g. constitutional-ai/grok")
 
 
 def _description(f: recipes.RecipeFile) -> str:
@@ -114,12 +117,15 @@ def copy(name: str, dest: Path) -> None:
         ui.print_out(w)
     from rich.markup import escape
 
-    ui.info(escape(f"edit them, then: alignkit sft --config {dest}/sft/<variant>.yaml --profile ..."))
+    first = fs[0]
+    ui.info(escape(f"edit them, then: alignkit {first.task} --config {dest}/{first.task}/{first.variant}.yaml "
+                   "--profile ..."))
 
 
 def _check_task(task: str) -> None:
     if task not in recipes.TASKS:
-        raise UsageError(Problem("--task", f"unknown task '{task}'", "use sft or dpo"))
+        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use {' or '.join(recipes.runnable_tasks())}"))
+    recipes.check_task(task, "--task")
 
 
 def fields(task: str, section: str | None, search: str | None) -> None:
@@ -167,7 +173,7 @@ def schema(task: str) -> None:
 
 recipes_app = typer.Typer(help="The shipped recipes: list, show resolved, copy to edit.", no_args_is_help=True)
 config_app = typer.Typer(help="The config schema: every key, its type, default and meaning.", no_args_is_help=True)
-_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo (orpo, cpt: once their commands land).")]
 
 
 @recipes_app.command("list")
@@ -178,7 +184,7 @@ def recipes_list(as_json: Annotated[bool, typer.Option("--json", help="JSON on s
 
 @recipes_app.command("show")
 def recipes_show(
-    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    name: Annotated[str, typer.Argument(help="Recipe: FAMILY or FAMILY/VARIANT (see `alignkit recipes list`).")],
     task: _Task = "sft",
     profile: options.Profile = None,
     raw: Annotated[bool, typer.Option("--raw", help="The shipped file as is, with its comments.")] = False,
@@ -190,7 +196,8 @@ def recipes_show(
 
 @recipes_app.command("copy")
 def recipes_copy(
-    name: Annotated[str, typer.Argument(help="Recipe name.")],
+    name: Annotated[str, typer.Argument(
+        help="FAMILY (all its files, every variant) or FAMILY/VARIANT (that variant's files).")],
     dest: Annotated[Path, typer.Argument(help="Directory to copy the recipe's YAML files into.")],
 ) -> None:
     """Copy a recipe's YAML files to edit them, then run with --config."""

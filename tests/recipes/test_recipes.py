@@ -21,6 +21,29 @@ from alignkit.errors import AlignkitError, NotYetAvailable
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ["full", "lora", "qlora", "lora-zero3", "cpu", "qlora,cpu", "full,cpu", "lora,cpu"]
 ALL_FILES = recipes.files()
+FAMILIES = {"zephyr-7b-beta", "zephyr-7b-gemma", "zephyr-141b-A35b", "constitutional-ai", "starchat2-15b", "smollm",
+            "smollm2", "smollm3", "pref-align-scan"}
+
+
+def _has_command(*words: str) -> bool:
+    """Whether `alignkit WORDS...` exists yet (orpo and sweep are built by other issues)."""
+    return CliRunner().invoke(app, [*words, "--help"]).exit_code == 0
+
+
+def _pending(args: list[str]) -> str | None:
+    """The reason a command cannot run yet: its subcommand (or the task it names) has not landed."""
+    if args[0] in ("orpo", "cpt", "sweep") and not _has_command(args[0]):
+        return f"alignkit {args[0]} not yet implemented"
+    for i, a in enumerate(args[:-1]):
+        if a == "--task" and args[i + 1] in ("orpo", "cpt") and not _has_command(args[i + 1]):
+            return f"alignkit {args[i + 1]} not yet implemented"
+    return None
+
+
+def _world(recipe_file, profile: str) -> list[str]:
+    """The launch shape a recipe was tuned for (its reference_num_gpus; 8 per node beyond 8); CPU stacks on 1."""
+    n = 1 if "cpu" in profile else yaml.safe_load(recipe_file.text)["launch"]["reference_num_gpus"]
+    return ["--num-gpus", str(min(n, 8))] + (["--num-nodes", str(n // 8)] if n > 8 else [])
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +66,9 @@ def test_recipes_are_discovered_from_the_folder():
     root = REPO / "alignkit" / "recipes"
     on_disk = sorted(str(p.relative_to(root)) for p in root.glob("*/*/*.yaml"))
     assert sorted(f.label for f in ALL_FILES) == on_disk
-    assert {"tiny", "zephyr-7b-beta"} <= set(recipes.names())
+    assert set(recipes.names()) == FAMILIES | {"tiny"}
+    # every file is named adaptation[-variant].yaml
+    assert all(f.adaptation in recipes.ADAPTATIONS for f in ALL_FILES), [f.label for f in ALL_FILES if not f.adaptation]
     zephyr = {(f.task, f.variant) for f in recipes.files("zephyr-7b-beta")}
     assert zephyr == {("sft", "full"), ("sft", "qlora"), ("dpo", "full"), ("dpo", "qlora")}
 
@@ -54,36 +79,79 @@ def test_recipes_list_json_matches_the_files():
     rows = json.loads(res.stdout)
     expected = {}
     for f in ALL_FILES:
-        expected.setdefault((f.name, f.task), []).append(f.variant)
+        expected.setdefault((f.recipe, f.task), []).append(f.adaptation)
     assert {(r["name"], r["task"]): r["variants"] for r in rows} == expected
+    assert {r["family"] for r in rows} == FAMILIES | {"tiny"}
+    # task x variant of each family, e.g. constitutional-ai: sft and dpo, constitutional-ai/grok: sft only
+    assert {(r["name"], r["task"]) for r in rows if r["family"] == "constitutional-ai"} == {
+        ("constitutional-ai", "sft"), ("constitutional-ai", "dpo"), ("constitutional-ai/grok", "sft")}
+    assert {(r["name"], r["task"]) for r in rows if r["family"] == "smollm3"} == {
+        ("smollm3", "sft"), ("smollm3", "dpo"), ("smollm3/mid", "sft")}
+    assert by_row(rows, "zephyr-141b-A35b", "orpo")["files"] == ["zephyr-141b-A35b/orpo/full.yaml"]
     by_key = {(r["name"], r["task"]): r for r in rows}
     assert by_key[("zephyr-7b-beta", "dpo")]["description"].startswith("Zephyr-7B-β DPO")
     assert all(r["description"] for r in rows)
 
 
+def by_row(rows, name, task):
+    return next(r for r in rows if (r["name"], r["task"]) == (name, task))
+
+
 def test_recipes_list_table():
     res = invoke(["recipes", "list"])
     assert res.exit_code == 0
-    for name in recipes.names():
+    for name in recipes.recipe_names():
         assert name in res.stdout
 
 
 # --------------------------------------------------------------------------- every recipe x task x profile
 
 
-def _gpus(recipe: str, profile: str) -> int:
-    # the shapes the recipes were tuned for: full Zephyr on 8 GPUs, LoRA/QLoRA Zephyr on 1; CPU stacks on 1
-    return 8 if (recipe == "zephyr-7b-beta" and profile == "full") else 1
+def _selected(recipe_file, profile: str) -> bool:
+    """Whether `--recipe R --profile P` reads this file (the profile's adaptation picks the file)."""
+    try:
+        from alignkit.config.profiles import load_stack  # where issue 13's redesign puts the profiles
+    except ImportError:
+        from alignkit.launch.profiles import load_stack
+
+    try:
+        return recipes.find(recipe_file.recipe, recipe_file.task, load_stack(profile).adaptation) == recipe_file
+    except AlignkitError:  # a full-only recipe under a LoRA profile: refused (test_full_only_recipes_...)
+        return False
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("recipe_file", ALL_FILES, ids=lambda f: f.label)
+def _validation_cases():
+    for f in ALL_FILES:
+        for profile in PROFILES:
+            if not _selected(f, profile):
+                continue
+            marks = []
+            if f.task in ("orpo", "cpt") and not _has_command(f.task):
+                marks = [pytest.mark.xfail(strict=True, reason=f"alignkit {f.task} not yet implemented")]
+            yield pytest.param(f, profile, marks=marks, id=f"{f.label}-{profile}")
+
+
+@pytest.mark.parametrize("recipe_file, profile", list(_validation_cases()))
 def test_every_recipe_task_profile_validates(recipe_file, profile):
-    n = _gpus(recipe_file.name, profile)
-    res = invoke(["validate", "--recipe", recipe_file.name, "--task", recipe_file.task, "--profile", profile,
-                  "--num-gpus", str(n)])
+    world = _world(recipe_file, profile)
+    res = invoke(["validate", "--recipe", recipe_file.recipe, "--task", recipe_file.task, "--profile", profile,
+                  *world])
     assert res.exit_code == 0, (res.stderr, res.exception)
-    assert f"valid {recipe_file.task}: profile {profile}, world size {n}," in flat(res.stderr)
+    size = int(world[1]) * (int(world[3]) if len(world) > 2 else 1)
+    assert f"valid {recipe_file.task}: profile {profile}, world size {size}," in flat(res.stderr)
+
+
+def test_every_file_is_read_by_some_profile():
+    for f in ALL_FILES:
+        assert any(_selected(f, p) for p in PROFILES), f.label
+
+
+def test_full_only_recipes_name_what_they_ship():
+    res = invoke(["validate", "--recipe", "smollm2/smol", "--task", "sft", "--profile", "qlora", "--num-gpus", "1"])
+    assert isinstance(res.exception, AlignkitError) and res.exception.exit_code == 2
+    [p] = res.exception.problems
+    assert p.message == "recipe smollm2/smol/sft has no variant for qlora training"
+    assert p.fix.startswith("variants it ships: full")
 
 
 def test_validate_without_task_checks_both_steps():
@@ -123,11 +191,14 @@ def test_recipe_without_the_variant_a_profile_needs(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- documented commands
 
 
+RUNS = ("sft", "dpo", "orpo", "cpt")
+
+
 def _dry_run_args(command: str) -> list[str]:
     args = shlex.split(command, comments=True)
     assert args[0] == "alignkit", command
     args = args[1:]
-    if args[0] in ("sft", "dpo") and "--dry-run" not in args:
+    if args[0] in (*RUNS, "sweep") and "--dry-run" not in args:
         args.append("--dry-run")
     return args
 
@@ -140,7 +211,7 @@ def _run_documented(command: str) -> None:
         assert "not implemented yet" in str(res.exception), command
         return
     assert res.exit_code == 0, (command, res.stderr, res.exception)
-    if args[0] in ("sft", "dpo"):
+    if args[0] in RUNS:
         command = res.stdout.strip().splitlines()[-1]
         assert command.startswith(("accelerate", "/")), res.stdout
         # several processes go through `accelerate launch`, one process starts the training module directly
@@ -150,13 +221,33 @@ def _run_documented(command: str) -> None:
 RECIPE_COMMANDS = [(f.label, c) for f in ALL_FILES for c in f.commands]
 
 
+def _command_cases():
+    for label, c in RECIPE_COMMANDS:
+        reason = _pending(_dry_run_args(c))
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(label, c, marks=marks, id=f"{label}: {c}")
+
+
 def test_every_recipe_documents_commands():
     for f in ALL_FILES:
         assert f.commands, f"{f.label} has no `alignkit ...` command in its comment block"
-        assert any(c.startswith(f"alignkit {f.task} ") and f"--recipe {f.name}" in c for c in f.commands), f.label
+        runs = [shlex.split(c) for c in f.commands if c.startswith(f"alignkit {f.task} ")]
+        # the file's own recipe name, exactly (not constitutional-ai for constitutional-ai/grok)
+        assert any(a[a.index("--recipe") + 1] == f.recipe for a in runs if "--recipe" in a), f.label
 
 
-@pytest.mark.parametrize("label, command", RECIPE_COMMANDS, ids=[f"{lab}: {c}" for lab, c in RECIPE_COMMANDS])
+def test_pref_align_scan_documents_the_scan_as_one_sweep():
+    for f in recipes.files("pref-align-scan"):
+        sweeps = [c for c in f.commands if c.startswith("alignkit sweep dpo ")]
+        assert len(sweeps) == 1, f.label
+        args = shlex.split(sweeps[0])
+        grids = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--grid")
+        assert grids["loss_type"].split(",") == ["sigmoid", "ipo"]  # kto_pair is gone from TRL's DPO
+        assert grids["beta"].split(",") == ["0.01"] + [f"0.{i}" for i in range(1, 10)]  # the handbook's scan
+        assert args[args.index("--recipe") + 1] == f.recipe
+
+
+@pytest.mark.parametrize("label, command", list(_command_cases()))
 def test_recipe_comment_commands_dry_run(label, command):
     _run_documented(command)
 
@@ -254,18 +345,34 @@ def test_recipe_batch_numbers_are_self_consistent(recipe_file):
         assert int(said.group(1)) == launch["global_batch_size"]
 
 
+# recipes whose data has no eval split at all (the handbook evaluated none): they say so and never evaluate
+NO_EVAL = {"zephyr-141b-A35b/orpo/full.yaml", "smollm3/sft/full.yaml", "smollm3/sft/full-mid.yaml",
+           "smollm3/dpo/full.yaml"}
+
+
 @pytest.mark.parametrize("recipe_file", ALL_FILES, ids=lambda f: f.label)
 def test_eval_split_never_trains(recipe_file):
-    profile = "qlora" if recipe_file.variant in ("qlora", "lora") else "full"
-    r = resolve_config(recipe_file.task, recipe=recipe_file.name, profile=profile)
-    mix = r.config.data.mixture
+    from alignkit.config.data import DataConfig
+
+    raw = yaml.safe_load(recipe_file.text)
+    data = DataConfig.model_validate(raw["data"])  # the model every run validates its data section with
+    if recipe_file.task in ("sft", "dpo"):
+        r = resolve_config(recipe_file.task, recipe=recipe_file.recipe, profile=recipe_file.adaptation)
+        data = r.config.data
+    mix = data.mixture
     train = [s for s in mix if not s.is_test]
     test = [s for s in mix if s.is_test]
-    assert train and test
+    assert train
     assert all("test" not in s.split for s in train)
-    assert all("test" in s.split for s in test)
-    assert not {(s.name, s.split) for s in train} & {(s.name, s.split) for s in test}
-    assert r.config.data.test_split_size is None  # never carved out of a mixture that has a test source
+    assert all("test" in s.split and s.test is None for s in test)  # by its split name, never by a flag
+    assert not {(s.name, s.config, s.split) for s in train} & {(s.name, s.config, s.split) for s in test}
+    assert data.test_split_size is None  # never carved out of train: the test sources are the eval data
+    assert all("weight" not in s.model_fields_set for s in test)  # test sources evaluate whole
+    if recipe_file.label in NO_EVAL:
+        assert not test and raw["train"]["eval_strategy"] == "no"
+        assert "no evaluation" in flat(recipe_file.comment)
+    else:
+        assert test and raw["train"].get("eval_strategy", "no") != "no"
     if recipe_file.name == "zephyr-7b-beta":
         expected = {"sft": ("train_sft", "test_sft"), "dpo": ("train_prefs", "test_prefs")}[recipe_file.task]
         assert ([s.split for s in train], [s.split for s in test]) == ([expected[0]], [expected[1]])
@@ -304,8 +411,8 @@ def test_recipes_show_errors():
     res = invoke(["recipes", "show", "zephyr-7b-bta"])
     assert isinstance(res.exception, AlignkitError)
     assert "did you mean 'zephyr-7b-beta'" in res.exception.problems[0].fix
-    res = invoke(["recipes", "show", "tiny", "--task", "orpo"])
-    assert res.exception.problems[0].message == "unknown task 'orpo'"
+    res = invoke(["recipes", "show", "tiny", "--task", "kto"])
+    assert res.exception.problems[0].message == "unknown task 'kto'"
     assert res.exception.exit_code == 2
 
 

@@ -124,7 +124,7 @@ CASES = [
     C("typer-missing-task", ["mix", "preview"], ["--task"], "Try 'alignkit mix preview", typer=True),
     # ---------------------------------------------------------------- recipes, profiles, cluster shape
     C("unknown-recipe", ["sft", "--recipe", "zephyr", "--dry-run"], ["--recipe", "unknown recipe 'zephyr'"],
-      "available: tiny, zephyr-7b-beta"),
+      "did you mean 'zephyr-7b-beta'? available: constitutional-ai,"),
     C("no-recipe-no-config", ["sft", "--dry-run"], ["--recipe", "no recipe and no config file"], "pass --recipe NAME"),
     C("unknown-profile", ["sft", "--recipe", "tiny", "--profile", "qlora4", "--dry-run"],
       ["--profile", "unknown profile 'qlora4'"], "available: cpu, full, lora, lora-zero3, qlora"),

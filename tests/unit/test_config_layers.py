@@ -218,8 +218,8 @@ def test_eval_strategy_without_eval_split(tmp_path):
 
 def test_unknown_task():
     with pytest.raises(ConfigError) as exc:
-        resolve_config("orpo", recipe="tiny")
-    assert exc.value.problems[0].message == "unknown task 'orpo'"
+        resolve_config("ppo", recipe="tiny")
+    assert exc.value.problems[0].message == "unknown task 'ppo'"
 
 
 def test_cross_field_problems_come_with_per_field_errors_in_one_round():
