@@ -112,7 +112,7 @@ def _selected(recipe_file, profile: str) -> bool:
     try:
         from alignkit.config.profiles import load_stack  # where issue 13's redesign puts the profiles
     except ImportError:
-        from alignkit.launch.profiles import load_stack
+        from alignkit.config.profiles import load_stack
 
     try:
         return recipes.find(recipe_file.recipe, recipe_file.task, load_stack(profile).adaptation) == recipe_file
