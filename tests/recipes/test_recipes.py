@@ -109,10 +109,7 @@ def test_recipes_list_table():
 
 def _selected(recipe_file, profile: str) -> bool:
     """Whether `--recipe R --profile P` reads this file (the profile's adaptation picks the file)."""
-    try:
-        from alignkit.config.profiles import load_stack  # where issue 13's redesign puts the profiles
-    except ImportError:
-        from alignkit.config.profiles import load_stack
+    from alignkit.config.profiles import load_stack
 
     try:
         return recipes.find(recipe_file.recipe, recipe_file.task, load_stack(profile).adaptation) == recipe_file
