@@ -112,15 +112,10 @@ def load_judge_prompts(path: str | Path | None) -> dict[str, dict[str, str]]:
     prompts = default_prompts()
     if path is None:
         return prompts
-    import yaml
+    from alignkit.config.yamlio import read_yaml
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(Problem(where=f"--judge-prompts {p}", message=f"cannot read: {e.strerror or e}")) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(Problem(where=str(p), message=f"not valid YAML: {e}")) from None
+    data = read_yaml(p)  # the one YAML loader: safe, line numbers, duplicate keys, YAML 1.2 booleans
     if not isinstance(data, dict) or not data:
         raise ConfigError(Problem(where=str(p), message="expected a mapping: aspect → {system, template}"))
     problems = []

@@ -186,7 +186,7 @@ def parse_model_arg(text: str, sampling: Sampling, *, api_key_env: str | None = 
 def load_models_file(path: str | Path, defaults: Sampling, *, backend: str = "transformers",
                      chat_template: str | None = None) -> list[ModelSpec]:
     """The ``models:`` of a YAML file (see the module docstring); errors name FILE models[i].key."""
-    import yaml
+    from alignkit.config.yamlio import read_yaml
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
     class Entry(BaseModel):
@@ -206,12 +206,7 @@ def load_models_file(path: str | Path, defaults: Sampling, *, backend: str = "tr
 
     p = Path(path)
     where = str(p)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(Problem(where=f"--models-file {where}", message=f"cannot read: {e.strerror or e}")) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(Problem(where=where, message=f"not valid YAML: {e}")) from None
+    data = read_yaml(p)  # the one YAML loader: safe, line numbers, duplicate keys, YAML 1.2 booleans
     if isinstance(data, dict) and set(data) == {"models"}:
         data = data["models"]
     if not isinstance(data, list) or not data:

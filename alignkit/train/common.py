@@ -40,11 +40,11 @@ class Run:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.config.train.output_dir)
+        return self.file.output_dir
 
     @property
     def layout(self) -> RunDir:
-        return RunDir.of(self.output_dir)
+        return self.file.layout
 
 
 def parse_args(argv: list[str] | None = None) -> Path:
