@@ -43,7 +43,7 @@ def _root(
 # Every command module registers itself the same way: ``register(app)`` adds its command(s) or group.
 # The order here is the order of `alignkit --help`. Each module is light at import (typer, rich at most):
 # heavy imports live inside its commands.
-COMMAND_MODULES = ("train", "recipes", "envinfo", "demo", "merge", "mix", "eval", "slurm", "aif", "plan")
+COMMAND_MODULES = ("train", "recipes", "envinfo", "demo", "merge", "mix", "eval", "slurm", "sweep", "aif", "plan")
 
 
 def _register_all() -> None:

@@ -20,15 +20,18 @@ Modules, bottom up (each imports only those before it):
   query    running scontrol/sacct/squeue and parsing their answers into JobInfo
   logs     the --output pattern, the trainer's loss lines, reading/following a log
   render   the sbatch script, part by part
-  jobs     submit, the registry of submitted jobs, status, cancel, a job's log
+  array    the script of a job array (one task per run: a sweep's points), from render's parts
+  tasks    a job array's tasks, one JobInfo each (controller, jobcomp, sacct, then the task's run)
+  jobs     submit, the registry of submitted jobs, status, cancel, a job's log (arrays: one row per task)
 
 Standard library only at module level: the CLI imports this package.
 """
 
 from __future__ import annotations
 
+from alignkit.launch.slurm.array import array_log_pattern, array_spec, render_array_sbatch
 from alignkit.launch.slurm.jobs import (
-    busy_jobs, cancel, job_info, job_logs, list_jobs, log_path, registry_path, run_progress, status, submit,
+    array_status, busy_jobs, cancel, job_info, job_logs, list_jobs, log_path, registry_path, run_progress, status, submit,
     write_script,
 )
 from alignkit.launch.slurm.logs import expand_pattern, log_file, log_pattern, log_progress
@@ -37,7 +40,8 @@ from alignkit.launch.slurm.render import render_sbatch
 from alignkit.launch.slurm.values import parse_time_limit, sbatch_quote, signal_lead_for
 
 __all__ = [
-    "ACTIVE_STATES", "JobInfo", "busy_jobs", "cancel", "expand_pattern", "job_info", "job_logs", "list_jobs",
+    "ACTIVE_STATES", "JobInfo", "array_log_pattern", "array_spec", "array_status", "render_array_sbatch",
+    "busy_jobs", "cancel", "expand_pattern", "job_info", "job_logs", "list_jobs",
     "log_file", "log_path", "log_pattern", "log_progress", "parse_keyvals", "parse_time_limit", "registry_path",
     "render_sbatch", "run_progress", "sbatch_quote", "signal_lead_for", "status", "submit", "write_script",
 ]

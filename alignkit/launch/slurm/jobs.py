@@ -15,8 +15,8 @@ import time as _time
 from pathlib import Path
 from typing import Any, Iterator
 
-from alignkit.errors import Problem, RuntimeFailure
-from alignkit.launch.slurm import layout, logs, query
+from alignkit.errors import Problem, RuntimeFailure, UsageError
+from alignkit.launch.slurm import layout, logs, query, tasks
 from alignkit.launch.slurm.query import JobInfo
 
 # --------------------------------------------------------------------------- submit
@@ -106,8 +106,9 @@ def _recorded(job_id: str) -> dict[str, Any] | None:
     """The newest registry record of ``job_id`` on this cluster."""
     found = None
     cluster = None
+    job_id = str(job_id).partition("_")[0]  # an array task (123_4) is recorded as its array (123)
     for rec in _records():
-        if str(rec.get("job_id")) == str(job_id):
+        if str(rec.get("job_id")) == job_id:
             if cluster is None:
                 cluster = query.cluster_name() or ""
             if rec.get("cluster") and cluster and rec["cluster"] != cluster:
@@ -118,9 +119,14 @@ def _recorded(job_id: str) -> dict[str, Any] | None:
 
 def busy_jobs(output_dir: str) -> list[str]:
     """Jobs alignkit submitted into ``output_dir`` that are still queued or running, as "ID (STATE)"."""
-    ids = [str(rec["job_id"]) for rec in _records() if rec.get("output_dir") == output_dir and rec.get("job_id")]
+    recs = {str(rec["job_id"]): rec for rec in _records() if rec.get("output_dir") == output_dir and rec.get("job_id")}
     busy = []
-    for jid in dict.fromkeys(ids):
+    for jid, rec in recs.items():
+        if rec.get("array"):
+            live = [r for r in tasks.array_tasks(jid, rec) if r.active]
+            if live:
+                busy.append(f"{jid} ({len(live)} task{'s' if len(live) > 1 else ''} {live[0].state})")
+            continue
         info = query.from_scontrol(jid)
         if info is not None and info.active:
             busy.append(f"{jid} ({info.state})")
@@ -134,14 +140,18 @@ def job_info(job_id: str, *, with_progress: bool = True) -> JobInfo:
     """What Slurm knows about one job: the controller while it remembers, then the jobcomp file or
     sacct. Unknown job → RuntimeFailure (exit 1)."""
     job_id = query.check_job_id(job_id)
-    info = query.from_scontrol(job_id) or query.from_jobcomp(job_id) or query.from_sacct(job_id)
     rec = _recorded(job_id)
+    info = query.from_scontrol(job_id) or query.from_jobcomp(job_id) or query.from_sacct(job_id)
+    if info is None and "_" in job_id:
+        info = tasks.task_info(job_id, rec)
     if info is None:
         raise RuntimeFailure(Problem(f"job {job_id}", "Slurm does not know this job (never submitted, or "
                                      "finished long enough ago that the controller forgot it)",
                                      "list your jobs with `alignkit slurm status`"), title="unknown job")
     if rec:
-        info.output_dir = info.output_dir or rec.get("output_dir")
+        task = job_id.partition("_")[2]
+        info.output_dir = info.output_dir or ((rec.get("output_dirs") or {}).get(task) if task else None) \
+            or (None if rec.get("array") else rec.get("output_dir"))
         info.stdout = info.stdout or rec.get("log")
     if info.stdout:
         info.stdout = logs.expand_pattern(info.stdout, job_id, info.name)
@@ -162,10 +172,37 @@ def list_jobs() -> list[JobInfo]:
 
 
 def status(job_id: str | None = None) -> list[JobInfo]:
-    """One job (``job_id``) or the queue."""
+    """One job (``job_id``), every task of a job array (one row each), or the queue."""
     if job_id is None:
         return list_jobs()
+    job_id = query.check_job_id(job_id)
+    if "_" not in job_id:
+        rows = array_status(job_id)
+        if rows:
+            return rows
     return [job_info(job_id)]
+
+
+def array_status(array_id: str, *, with_progress: bool = True) -> list[JobInfo]:
+    """One JobInfo per task when ``array_id`` is a job array (Slurm says so, or alignkit submitted it as
+    one); [] for a plain job."""
+    rec = _recorded(array_id)
+    if not (rec and rec.get("array")) and not _looks_like_array(array_id):
+        return []
+    rows = tasks.array_tasks(array_id, rec)
+    for info in rows:
+        if with_progress and info.output_dir:
+            info.progress = run_progress(info.output_dir)
+        if with_progress and info.active and info.stdout:
+            live = logs.log_progress(info.stdout)
+            if live:
+                info.progress = {**(info.progress or {}), **live}
+    return rows
+
+
+def _looks_like_array(job_id: str) -> bool:
+    res = query.run(["scontrol", "-o", "show", "job", job_id])
+    return res.returncode == 0 and f"ArrayJobId={job_id} " in res.stdout and "ArrayTaskId=" in res.stdout
 
 
 def run_progress(output_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -202,7 +239,11 @@ def run_progress(output_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def cancel(job_id: str, *, timeout: float = 30.0) -> JobInfo:
     """Cancel a pending or running job and confirm Slurm took it (scancel exits 0 either way).
-    Unknown or already finished → RuntimeFailure (exit 1)."""
+    Unknown or already finished → RuntimeFailure (exit 1). A job array's id cancels every task still queued or
+    running (the JobInfo returned is the array's: active while any task is)."""
+    job_id = query.check_job_id(job_id)
+    if "_" not in job_id and array_status(job_id, with_progress=False):
+        return _cancel_array(job_id, timeout)
     info = job_info(job_id, with_progress=False)
     if not info.active:
         raise RuntimeFailure(Problem(f"job {info.job_id}", f"already finished ({info.state}); nothing to cancel",
@@ -228,6 +269,30 @@ def cancel(job_id: str, *, timeout: float = 30.0) -> JobInfo:
         _time.sleep(0.3)
 
 
+def _cancel_array(array_id: str, timeout: float) -> JobInfo:
+    rows = array_status(array_id, with_progress=False)
+    if not any(r.active for r in rows):
+        raise RuntimeFailure(Problem(f"job array {array_id}", "every task already finished; nothing to cancel",
+                                     f"see `alignkit slurm status {array_id}`"), title="not cancelled")
+    res = query.run(["scancel", array_id])
+    if res.returncode != 0:
+        raise RuntimeFailure(Problem(f"scancel {array_id}", query.slurm_error(res.stderr),
+                                     "check that the job is yours (`squeue --me`)"), title="not cancelled")
+    deadline = _time.monotonic() + timeout
+    while True:
+        rows = array_status(array_id, with_progress=False)
+        live = [r for r in rows if r.active and r.state != "COMPLETING"]
+        if not live:
+            states = sorted({r.state for r in rows})
+            return JobInfo(job_id=array_id, state="CANCELLED" if states in ([], ["CANCELLED"]) else "/".join(states),
+                           source="scontrol")
+        if _time.monotonic() > deadline:
+            raise RuntimeFailure(Problem(f"job array {array_id}", f"tasks {', '.join(r.job_id for r in live)} still "
+                                         f"active {timeout:.0f} s after scancel", "check `squeue -j JOBID`"),
+                                 title="not cancelled")
+        _time.sleep(0.3)
+
+
 # --------------------------------------------------------------------------- logs of a job
 
 
@@ -240,5 +305,22 @@ def log_path(job_id: str) -> Path | None:
 
 def job_logs(job_id: str, follow: bool = False, *, poll: float = 1.0, idle_exit: float = 2.0) -> Iterator[str]:
     """The job's output, as chunks of text. With ``follow``, keeps reading until the job has ended
-    (and a requeued job keeps appending to the same file)."""
-    return logs.read_log(job_info(job_id, with_progress=False), follow, poll=poll, idle_exit=idle_exit)
+    (and a requeued job keeps appending to the same file). A job array's id gives every task's log in turn,
+    each after a ``==> 123_4 <==`` line; follow one task with its own id."""
+    job_id = query.check_job_id(job_id)
+    rows = array_status(job_id, with_progress=False) if "_" not in job_id else []
+    if not rows:
+        return logs.read_log(job_info(job_id, with_progress=False), follow, poll=poll, idle_exit=idle_exit)
+    if follow:
+        raise UsageError(Problem(f"job array {job_id}", "--follow takes one task of the array",
+                                 f"pass a task id, e.g. `alignkit slurm logs {rows[0].job_id} --follow`"))
+    return _array_logs(rows)
+
+
+def _array_logs(rows: list[JobInfo]) -> Iterator[str]:
+    for info in rows:
+        yield f"==> {info.job_id} ({info.state}) <==\n"
+        if not info.stdout or (not Path(info.stdout).exists() and not info.active):
+            yield "(no log)\n"
+            continue
+        yield from logs.read_log(info, False)

@@ -35,7 +35,9 @@ def expand_pattern(pattern: str, job_id: str, job_name: str = "", user: str = ""
     """Expand Slurm's filename pattern (as StdOut shows it) into the real path."""
     if "\\" in pattern:  # a backslash turns expansion off
         return pattern.replace("\\", "")
-    values = {"j": job_id, "J": job_id, "A": job_id, "x": job_name, "u": user or os.environ.get("USER", "")}
+    array_id, _, task = str(job_id).partition("_")  # an array task: 123_4 (%A 123, %a 4)
+    values = {"j": job_id, "J": job_id, "A": array_id, "a": task or "4294967294", "x": job_name,
+              "u": user or os.environ.get("USER", "")}
 
     def sub(m: re.Match) -> str:
         width, code = m.group(1), m.group(2)
@@ -46,7 +48,7 @@ def expand_pattern(pattern: str, job_id: str, job_name: str = "", user: str = ""
         v = values[code]
         return v.zfill(int(width)) if width and v.isdigit() else v
 
-    return re.sub(r"%(\d*)([%jJAxu])", sub, pattern)
+    return re.sub(r"%(\d*)([%jJAaxu])", sub, pattern)
 
 
 _LOSS_LINE = re.compile(r"\{'loss': [^{}\n]*\}")

@@ -165,13 +165,30 @@ def check_job_id(job_id: str) -> str:
 
 
 def from_scontrol(job_id: str) -> JobInfo | None:
-    """The controller's view of a job it still remembers; None once it forgot it."""
+    """The controller's view of a job (or of one array task, ``123_4``) it still remembers; None once it
+    forgot it."""
     res = run(["scontrol", "-o", "show", "job", job_id])
     if res.returncode != 0 or not res.stdout.strip():
         return None
-    kv = parse_keyvals(res.stdout.strip().splitlines()[0], SCONTROL_KEYS)
-    if kv.get("JobId") != job_id:
-        return None
+    base, _, task = job_id.partition("_")
+    for line in res.stdout.strip().splitlines():
+        kv = parse_keyvals(line, SCONTROL_KEYS)
+        if not task and kv.get("JobId") == job_id:
+            return info_from_scontrol(kv, job_id)
+        if task and kv.get("ArrayJobId") == base and _task_in(task, kv.get("ArrayTaskId", "")):
+            return info_from_scontrol(kv, job_id)
+    return None
+
+
+def _task_in(task: str, spec: str) -> bool:
+    """Whether array task ``task`` is one of ``spec`` (``4``, ``2-5%2``, ``[1,3]``)."""
+    from alignkit.launch.slurm.tasks import expand_task_ids
+
+    return task.isdigit() and int(task) in expand_task_ids(spec)
+
+
+def info_from_scontrol(kv: dict[str, str], job_id: str) -> JobInfo:
+    """One parsed ``scontrol -o show job`` line as the JobInfo of ``job_id`` (an array task: ``123_4``)."""
     state = kv.get("JobState", "UNKNOWN")
     try:
         restarts = int(kv.get("Restarts", "0"))
@@ -182,7 +199,8 @@ def from_scontrol(job_id: str) -> JobInfo | None:
         elapsed=kv.get("RunTime", ""), time_limit=kv.get("TimeLimit", ""), nodes=kv.get("NumNodes", ""),
         node_list=kv.get("NodeList", ""), restarts=restarts, exit_code=kv.get("ExitCode", ""),
         stdout=kv.get("StdOut") or None, source="scontrol",
-        extra={"Command": kv.get("Command", ""), "WorkDir": kv.get("WorkDir", "")},
+        extra={"Command": kv.get("Command", ""), "WorkDir": kv.get("WorkDir", ""),
+               "ArrayJobId": kv.get("ArrayJobId", ""), "ArrayTaskId": kv.get("ArrayTaskId", "")},
     )
 
 

@@ -1,0 +1,99 @@
+"""Run a planned sweep on this machine: the points one after another, each an ordinary run in its own dir.
+
+* Before anything starts, every distinct (model, data) of the points is preflighted as `alignkit sft|dpo`
+  does (model dir, chat template, the data loaded and validated), every problem at once.
+* A finished point is skipped (its run says completed); an interrupted one resumes from its last complete
+  checkpoint (the ordinary run resume).
+* Ctrl-C stops the running point's processes and the sweep (exit 130); SIGTERM lets the point save a
+  checkpoint and stops the sweep (exit 75). Re-running the same command continues.
+* A point that fails is reported and the sweep goes on with the next ones (exit 1 at the end).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from alignkit.errors import ConfigError, EXIT_INTERRUPTED, EXIT_PREEMPTED, Problem
+from alignkit.sweep import manifest as manifest_mod
+from alignkit.sweep import runs
+from alignkit.sweep.plan import SweepPlan
+
+Say = Callable[[str], None]
+
+
+def preflight_all(sp: SweepPlan, *, skip_completed: bool = True) -> None:
+    """Preflight each distinct (task, model, data) once; problems are named by the points they concern."""
+    seen: dict[str, list[Any]] = {}
+    for pp in sp.points:
+        if skip_completed and runs.read_status(pp.output_dir).get("state") == "completed":
+            continue
+        key = json.dumps([pp.plan.task, pp.plan.config.get("model"), pp.plan.config.get("data")], sort_keys=True,
+                         default=str)
+        seen.setdefault(key, []).append(pp)
+    problems: list[Problem] = []
+    for group in seen.values():
+        try:
+            runs.preflight(group[0].plan)
+        except ConfigError as exc:
+            tag = group[0].point.label if len(group) == 1 else "points " + ", ".join(str(p.point.index) for p in group)
+            problems += [Problem(f"[{tag}] {p.where}", p.message, p.fix, p.source) for p in exc.problems]
+        except Exception as exc:  # DataError and friends keep their class: re-raised with the points named
+            from alignkit.errors import AlignkitError
+
+            if not isinstance(exc, AlignkitError):
+                raise
+            tag = "points " + ", ".join(str(p.point.index) for p in group)
+            raise type(exc)([Problem(f"[{tag}] {p.where}", p.message, p.fix, p.source) for p in exc.problems]) from None
+    if problems:
+        raise ConfigError(problems, title="invalid sweep")
+
+
+def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn: Say) -> int:
+    """Claim the sweep dir, write the manifest, preflight, then train every point in turn. Returns the exit code."""
+    previous = manifest_mod.claim(sp.sweep_dir, sp.manifest, overwrite=overwrite)
+    if previous is not None:
+        sp.manifest.created = previous.created
+        sp.manifest.slurm = previous.slurm
+    preflight_all(sp, skip_completed=not overwrite)
+    manifest_mod.write(sp.sweep_dir, sp.manifest)
+    total = len(sp.points)
+    failed: list[str] = []
+    done = skipped = 0
+    for n, pp in enumerate(sp.points, 1):
+        head = f"[{n}/{total}] {pp.point.label}"
+        seen: dict[str, Any] = {}
+
+        def started(claim, head=head, pp=pp, seen=seen) -> None:
+            if claim.note:
+                warn(claim.note)
+            seen["completed"] = claim.completed
+            if claim.completed:
+                say(f"{head}: already completed in {pp.output_dir}")
+            else:
+                say(f"{head}: {'resuming' if claim.resume else 'starting'} in {pp.output_dir}")
+
+        code = runs.run_point(pp.plan, overwrite=overwrite, argv=argv, on_start=started)
+        state = runs.read_status(pp.output_dir).get("state")
+        if seen.get("completed"):
+            skipped += 1
+            continue
+        if code == EXIT_INTERRUPTED and state != "completed":
+            say(f"{head}: interrupted. Re-run the same command to continue: finished points are skipped, this one "
+                "resumes from its last complete checkpoint")
+            return EXIT_INTERRUPTED
+        if state == "preempted":
+            say(f"{head}: stopped by a signal after saving a checkpoint. Re-run the same command to continue")
+            return EXIT_PREEMPTED
+        if code in (0, EXIT_INTERRUPTED):
+            done += 1
+            say(f"{head}: done")
+            continue
+        failed.append(pp.point.label)
+        warn(f"{head}: training exited with code {code} (see its output above); going on with the next point")
+    parts = [f"{done} trained", f"{skipped} already completed"] + ([f"{len(failed)} failed"] if failed else [])
+    say(f"sweep finished: {', '.join(parts)} of {total} points in {sp.sweep_dir}")
+    if failed:
+        say("failed: " + "; ".join(failed) + ". Re-run the same command to retry them (they resume)")
+        return 1
+    return 0

@@ -1,0 +1,148 @@
+"""The one place where a sweep touches the run machinery: plan a point, preflight it, claim and spawn it,
+write its run files, read its status. Every point is an ordinary run, started exactly as ``alignkit sft|dpo``
+starts one.
+
+Adapter note: these calls go to ``launch.build`` (plan_run), ``launch.spawn`` (claim, run files, spawn,
+status), ``launch.plan`` (LaunchPlan) and ``commands.train`` (preflight, the demo assets). When the run
+contract moves (``launch/run.py``, ``launch/preflight.py``), only this module is re-pointed. Importing
+``commands.train`` from here is a layering exception, lazily and for preflight only, until preflight lives
+in ``alignkit.launch.preflight``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from alignkit.launch.plan import LaunchPlan
+
+RUN_SUBDIR = "alignkit"  # <output_dir>/alignkit/ holds a run's files (launch.build.RUN_SUBDIR)
+
+
+def plan_point(task: str, *, recipe: str | None, profile: str | None, config_files: list[str],
+               overrides: list[str], num_gpus: int | None = None, num_nodes: int | None = None,
+               dry_run: bool = False, via_accelerate: bool = False) -> "LaunchPlan":
+    """Validate one point as `alignkit sft|dpo` would and plan its launch (raises ConfigError)."""
+    from alignkit.launch.build import plan_run
+
+    return plan_run(task, recipe=recipe, profile=profile, config_files=config_files, overrides=overrides,
+                    num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run, via_accelerate=via_accelerate)
+
+
+def preflight(plan: "LaunchPlan") -> None:
+    """The checks `alignkit sft|dpo` make before launching (model dir, chat template, the data)."""
+    from alignkit.commands.train import build_demo_assets_if_used, preflight as _preflight
+
+    build_demo_assets_if_used(plan.config)
+    _preflight(plan)
+
+
+def run_point(plan: "LaunchPlan", *, overwrite: bool, argv: list[str],
+              on_start: Callable[[Any], None] | None = None, check: Callable | None = None) -> int:
+    """Claim the point's output dir, check, write its run files and train it in this terminal (its own process
+    group; Ctrl-C and SIGTERM forwarded). The exit code of the training, 0 for an already completed run
+    (``on_start`` sees ``claim.completed``)."""
+    from alignkit.launch import spawn
+
+    return spawn.run(plan, overwrite=overwrite, argv=argv, on_start=on_start, check=check)
+
+
+def prepare_point(plan: "LaunchPlan", *, overwrite: bool, argv: list[str], check: Callable | None = None) -> str:
+    """For a job array: claim the point's dir, check and write its run files without starting anything.
+    Returns "completed" (the same run already finished: nothing to do), "resume" or "start"."""
+    from alignkit.launch import spawn
+
+    claim = spawn.claim_output_dir(plan, overwrite)
+    try:
+        if claim.resume and spawn.read_status(plan.output_dir).get("state") == "completed":
+            return "completed"
+        if check is not None:
+            check(plan)
+        spawn.write_run_files(plan, resume=claim.resume, argv=argv)
+        status_file(plan.output_dir).unlink(missing_ok=True)
+        return "resume" if claim.resume else "start"
+    finally:
+        claim.lock_path.unlink(missing_ok=True)
+
+
+def run_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / RUN_SUBDIR
+
+
+def run_file(output_dir: str | Path) -> Path:
+    return run_dir(output_dir) / "run.yaml"
+
+
+def status_file(output_dir: str | Path) -> Path:
+    return run_dir(output_dir) / "status.json"
+
+
+def read_status(output_dir: str | Path) -> dict[str, Any]:
+    """What the trainer last said about a run ({} when nothing): state running|completed|preempted|failed."""
+    try:
+        data = json.loads(status_file(output_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def has_run(output_dir: str | Path) -> bool:
+    return run_file(output_dir).is_file()
+
+
+def is_locked(output_dir: str | Path) -> bool:
+    """A live process holds the run (the lock names a pid that is alive on this host)."""
+    import os
+    import socket
+
+    lock = run_dir(output_dir) / "lock"
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return False
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def config_hash(config: dict[str, Any], drop: list[tuple[str, str]] = ()) -> str:
+    """sha256 of a resolved run config, without its output dir and the ``drop`` (section, key) pairs."""
+    cfg = json.loads(json.dumps(config, default=str))
+    cfg.get("train", {}).pop("output_dir", None)
+    for section, key in drop:
+        cfg.get(section, {}).pop(key, None)
+    for section, key in (("launch", "num_gpus"), ("launch", "num_nodes"), ("train", "gradient_accumulation_steps")):
+        cfg.get(section, {}).pop(key, None)  # the cluster shape, as for a run's resume
+    text = json.dumps(cfg, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def section_of(config: dict[str, Any], key: str) -> tuple[str, str] | None:
+    """The (section, field) a grid key set in a resolved config: ``lora.r`` -> (lora, r); a flat ``beta`` ->
+    the section whose field it is (train first)."""
+    if "." in key:
+        section, _, name = key.partition(".")
+        return section, name
+    for section in ("train", "model", "lora", "data", "launch"):
+        if isinstance(config.get(section), dict) and key in config[section]:
+            return section, key
+    return None
+
+
+def launch_shape(plan: "LaunchPlan") -> dict[str, Any]:
+    """What every task of a job array shares: the launch command with the point's run dir left out, the
+    environment and the cluster shape."""
+    rdir = str(run_dir(plan.output_dir))
+    cmd = [str(t).replace(rdir, "<run dir>") for t in (plan.accelerate_command or plan.command)]
+    return {"command": cmd, "env": dict(plan.env), "world_size": plan.world_size, "num_nodes": plan.num_nodes,
+            "profile": plan.profile}
