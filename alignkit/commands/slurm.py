@@ -164,12 +164,13 @@ def status(
     job_id: Optional[str] = typer.Argument(None, metavar="[JOBID]", help="A job id; without it, your queued jobs."),
     as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
 ) -> None:
-    """State, elapsed time, nodes and the run's last logged step/loss."""
+    """State, elapsed time, nodes and the run's last logged step/loss (a job array: one row per task)."""
     from alignkit.launch import slurm
 
     jobs = slurm.status(job_id)
+    array = job_id is not None and "_" not in job_id and any("_" in j.job_id for j in jobs)
     if as_json:
-        ui.print_json([j.to_json() for j in jobs] if job_id is None else jobs[0].to_json())
+        ui.print_json([j.to_json() for j in jobs] if job_id is None or array else jobs[0].to_json())
         return
     if job_id is None and not jobs:
         ui.print_out("no jobs in the queue")
@@ -191,7 +192,7 @@ def status(
         ui.out_console().print(t)
     else:  # piped: one tab-separated line per job, never wrapped
         ui.print_out("\n".join("\t".join(str(v) for v in row) for row in [header, *rows]))
-    if job_id is not None:
+    if job_id is not None and not array:
         j = jobs[0]
         if j.output_dir:
             ui.print_out(f"output dir: {j.output_dir}")
@@ -203,7 +204,8 @@ def status(
 
 @app.command()
 def cancel(job_id: str = typer.Argument(..., metavar="JOBID")) -> None:
-    """Cancel a job and confirm Slurm did (exit 1 for an unknown or finished job)."""
+    """Cancel a job, a job array (every task) or one task (123_4) and confirm Slurm did (exit 1 for an unknown
+    or finished job)."""
     from alignkit.launch import slurm
 
     info = slurm.cancel(job_id)
@@ -215,7 +217,7 @@ def logs(
     job_id: str = typer.Argument(..., metavar="JOBID"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
 ) -> None:
-    """Print a job's log (all nodes, one file; requeued starts append to it)."""
+    """Print a job's log (all nodes, one file; requeued starts append to it); a job array's id: every task's."""
     from alignkit.launch import slurm
     from alignkit.secrets import redact
 

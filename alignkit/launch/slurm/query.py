@@ -176,7 +176,10 @@ def from_scontrol(job_id: str) -> JobInfo | None:
         if not task and kv.get("JobId") == job_id:
             return info_from_scontrol(kv, job_id)
         if task and kv.get("ArrayJobId") == base and _task_in(task, kv.get("ArrayTaskId", "")):
-            return info_from_scontrol(kv, job_id)
+            info = info_from_scontrol(kv, job_id)
+            if not kv.get("ArrayTaskId", "").isdigit():  # the pending tasks' shared record names no task's log
+                info.stdout = None
+            return info
     return None
 
 

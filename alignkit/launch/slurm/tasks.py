@@ -52,8 +52,11 @@ def _scontrol_tasks(array_id: str) -> dict[int, JobInfo]:
         kv = query.parse_keyvals(line, query.SCONTROL_KEYS)
         if kv.get("ArrayJobId") != array_id:
             continue
-        for task in expand_task_ids(kv.get("ArrayTaskId", "")):
+        spec = kv.get("ArrayTaskId", "")
+        for task in expand_task_ids(spec):
             info = query.info_from_scontrol(kv, f"{array_id}_{task}")
+            if not spec.isdigit():  # the pending tasks' shared record: its StdOut names no task
+                info.stdout = None
             found[task] = info
     return found
 
