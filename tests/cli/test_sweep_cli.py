@@ -1,0 +1,96 @@
+"""`alignkit sweep` through the CLI, in a subprocess, without training: bad grids are exit 2 naming the key
+and the point before anything is written; the dry run lists the points, their dirs and commands (and JSON,
+and the job array's script). The training runs are in tests/e2e/test_sweep.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = ["sweep", "sft", "--recipe", "tiny", "--profile", "cpu"]
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_bad_grids_are_exit_2_naming_key_and_point_before_anything_runs(tmp_path):
+    out = tmp_path / "sw"
+    cases = [
+        (["--grid", "lerning_rate=1e-3,5e-4"], ["[every point (2)] lerning_rate: unknown key", "learning_rate"]),
+        (["--grid", "learning_rate=1e-3,abc"], ["[point 1 (learning_rate=abc)] train.learning_rate",
+                                                 "valid number"]),
+        (["--grid", "learning_rate=1e-3", "--grid", "seed="], ["--grid seed=: key seed: empty value list"]),
+        (["--grid", "eval_strategy=steps,no", "--load_best_model_at_end=true"],
+         ["[point 1 (eval_strategy=no)] train.load_best_model_at_end", "needs evaluation"]),
+        (["--grid", "learning_rate=1e-3,2e-3", "--learning_rate=3e-3"], ["--learning_rate: is also swept"]),
+    ]
+    for args, said in cases:
+        res = _cli(*BASE, "--output", str(out), *args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        for text in said:
+            assert text in _flat(res.stderr), (text, res.stderr)
+        assert "Traceback" not in res.stderr
+        assert not out.exists()  # nothing written, nothing started (no dry run here: a real sweep was refused)
+
+
+def test_dry_run_lists_points_dirs_and_commands(tmp_path):
+    out = tmp_path / "sw"
+    res = _cli(*BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4", "--grid", "train.seed=1,2",
+               "--max_steps=2", "--dry-run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "point 0 (learning_rate=1e-3, train.seed=1)"
+    assert lines[1].split() == ["output", "dir:", str(out / "p00-learning_rate=1e-3-seed=1")]
+    assert lines[2].split()[1:] == ["alignkit", "sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=2",
+                                    "--learning_rate=1e-3", "--train.seed=1",
+                                    f"--output_dir={out / 'p00-learning_rate=1e-3-seed=1'}"]
+    assert sum(ln.startswith("point ") for ln in lines) == 4
+    assert "dry run: 4 points" in _flat(res.stderr)
+    assert not out.exists()
+
+    res = _cli(*BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4,1e-4", "--random", "2", "--seed",
+               "3", "--dry-run", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["sweep_dir"] == str(out) and data["random"] == {"n": 2, "seed": 3}
+    assert data["grid"] == {"learning_rate": [1e-3, 5e-4, 1e-4]}
+    assert [p["index"] for p in data["points"]] == [0, 1]
+    assert all(p["command"][:2] == ["alignkit", "sft"] and p["launch"] for p in data["points"])
+    assert not out.exists()
+
+
+def test_slurm_dry_run_prints_one_array_script(tmp_path):
+    out = tmp_path / "sw"
+    res = _cli(*BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4,1e-4", "--slurm",
+               "--gpus-per-node", "1", "--max-concurrent", "2", "--dry-run", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    script = json.loads(res.stdout)["sbatch_script"]
+    assert "#SBATCH --array=0-2%2" in script
+    assert f"#SBATCH --output={out}/slurm/slurm-%A_%a.out" in script
+    for i, name in enumerate(["p00-learning_rate=1e-3", "p01-learning_rate=5e-4", "p02-learning_rate=1e-4"]):
+        assert f"    {out / name / 'alignkit'}" in script, name
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    res = _cli(*BASE, "--output", str(out), "--grid", "learning_rate=1e-3", "--slurm", "--dry-run", cwd=tmp_path)
+    assert res.returncode == 2 and "--gpus-per-node" in res.stderr
+    res = _cli(*BASE, "--output", str(out), "--grid", "learning_rate=1e-3", "--max-concurrent", "2", "--dry-run",
+               cwd=tmp_path)
+    assert res.returncode == 2 and "without --slurm" in res.stderr
+    assert not out.exists()
+
+
+def test_status_and_report_of_a_dir_without_sweep_are_exit_2(tmp_path):
+    for cmd in ("status", "report"):
+        res = _cli("sweep", cmd, str(tmp_path))
+        assert res.returncode == 2 and "holds no sweep" in _flat(res.stderr), res.stderr
