@@ -101,7 +101,10 @@ def submit(sp: SweepPlan, opts: ArrayOptions, *, overwrite: bool, argv: list[str
     previous = manifest_mod.claim(sp.sweep_dir, sp.manifest, overwrite=overwrite)
     if previous is not None:
         sp.manifest.created = previous.created
-    preflight_all(sp, skip_completed=not overwrite)
+    from alignkit import ui
+
+    with ui.stdout_to_stderr():  # stdout is the job id alone
+        preflight_all(sp, skip_completed=not overwrite)
     manifest_mod.write(sp.sweep_dir, sp.manifest)
     indices, skipped = [], []
     for pp in sp.points:

@@ -94,3 +94,46 @@ def test_status_and_report_of_a_dir_without_sweep_are_exit_2(tmp_path):
     for cmd in ("status", "report"):
         res = _cli("sweep", cmd, str(tmp_path))
         assert res.returncode == 2 and "holds no sweep" in _flat(res.stderr), res.stderr
+
+
+def test_slurm_submit_writes_every_point_and_leaves_completed_ones_out(tmp_path, tiny_env):
+    """The whole submit path with a fake sbatch: each point claimed and written, one array script, the
+    registry and the manifest know the array; a completed point is left out of the next array."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/bash\necho "$@" >> "$FAKE_SBATCH_LOG"\necho 777\n')
+    (bin_dir / "scontrol").write_text('#!/bin/bash\ncase "$*" in "show config") echo "ClusterName = c";; '
+                                      '*) exit 1;; esac\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {**tiny_env, "PATH": f"{bin_dir}{os.pathsep}{tiny_env['PATH']}", "FAKE_SBATCH_LOG": str(tmp_path / "sb"),
+           "ALIGNKIT_CACHE": tiny_env["ALIGNKIT_CACHE"]}
+    out = tmp_path / "sw"
+    args = [sys.executable, "-m", "alignkit", *BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4",
+            "--grid", "train.seed=1,2", "--slurm", "--gpus-per-node", "1", "--max-concurrent", "2",
+            "--job-name", "t", "--max_steps=2"]
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "777"
+    assert "submitted job array 777: 4 points, at most 2 at once" in _flat(res.stderr)
+    points = sorted(p for p in out.iterdir() if p.name.startswith("p0"))
+    assert len(points) == 4 and all((p / "alignkit" / "run.yaml").is_file() for p in points)
+    script = (out / "slurm" / "t.sbatch").read_text()
+    assert "#SBATCH --array=0-3%2" in script
+    assert (tmp_path / "sb").read_text().split() == ["--parsable", str(out / "slurm" / "t.sbatch")]
+    import yaml
+
+    m = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert m["slurm"]["job_id"] == "777" and m["slurm"]["tasks"] == [0, 1, 2, 3]
+    reg = [json.loads(ln) for ln in (Path(env["ALIGNKIT_CACHE"]) / "slurm-jobs.jsonl").read_text().splitlines()]
+    rec = [r for r in reg if r.get("output_dir") == str(out)][-1]
+    assert rec["array"] is True and rec["tasks"] == [0, 1, 2, 3] and rec["output_dirs"]["2"] == str(points[2])
+
+    st = _cli("sweep", "status", str(out))
+    assert [ln.split("\t")[3] for ln in st.stdout.splitlines()[1:]] == ["queued"] * 4, st.stdout
+
+    (points[1] / "alignkit" / "status.json").write_text(json.dumps({"state": "completed"}))
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "#SBATCH --array=0,2-3%2" in (out / "slurm" / "t.sbatch").read_text()
+    assert "(1 already completed)" in _flat(res.stderr)
