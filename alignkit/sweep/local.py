@@ -53,8 +53,7 @@ def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn
     """Claim the sweep dir, write the manifest, preflight, then train every point in turn. Returns the exit code."""
     previous = manifest_mod.claim(sp.sweep_dir, sp.manifest, overwrite=overwrite)
     if previous is not None:
-        sp.manifest.created = previous.created
-        sp.manifest.slurm = previous.slurm
+        sp.manifest.created = previous.created  # the same sweep, now run here (no job array runs it)
     preflight_all(sp, skip_completed=not overwrite)
     manifest_mod.write(sp.sweep_dir, sp.manifest)
     total = len(sp.points)
