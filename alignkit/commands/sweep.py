@@ -33,6 +33,10 @@ Slurm = Annotated[bool, typer.Option("--slurm", help="Submit the points as one S
 Nodes = Annotated[int, typer.Option("--nodes", "-N", help="With --slurm: nodes per point.")]
 GpusPerNode = Annotated[Optional[int], typer.Option(
     "--gpus-per-node", "-G", help="With --slurm: processes per node (GPUs; CPU processes on a cpu profile).")]
+Eval = Annotated[bool, typer.Option(
+    "--eval", help="After each point: its offline eval on the test split (eval loss for SFT, preference accuracy "
+    "for DPO), shown in `sweep status`/`report`. On Slurm: `alignkit sweep eval SWEEP_DIR` afterwards.")]
+EvalLimit = Annotated[Optional[int], typer.Option("--eval-limit", min=1, help="Only the first N test rows.")]
 MaxConcurrent = Annotated[Optional[int], typer.Option(
     "--max-concurrent", help="With --slurm: points running at once (sbatch --array=...%N).")]
 
@@ -46,13 +50,16 @@ def _esc(value) -> str:
 def _launch(task: str, ctx: typer.Context, *, recipe, profile, config, output, grid, random, seed, num_gpus,
             num_nodes, dry_run, as_json, overwrite, slurm, nodes, gpus_per_node, max_concurrent, job_name,
             partition, time, account, qos, constraint, exclusive, cpus_per_task, sbatch_arg, env_setup,
-            signal_lead) -> int:
+            signal_lead, evaluate=False, eval_limit=None) -> int:
     from alignkit.sweep import plan as sweep_plan
 
     if as_json and not dry_run:
         raise UsageError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
     if not grid:
         raise UsageError(Problem("--grid", "no grid given", "pass --grid key=v1,v2 (repeatable)"))
+    if slurm and evaluate:
+        raise UsageError(Problem("--eval", "runs after each point on this machine",
+                                 "drop --eval and run `alignkit sweep eval SWEEP_DIR` once the job array is done"))
     if slurm:
         if gpus_per_node is None:
             raise UsageError(Problem("--gpus-per-node", "is required with --slurm",
@@ -100,7 +107,7 @@ def _launch(task: str, ctx: typer.Context, *, recipe, profile, config, output, g
     from alignkit.sweep import local
 
     return local.run_sweep(sp, overwrite=overwrite, argv=list(sys.argv), say=lambda t: ui.info(_esc(t)),
-                           warn=lambda t: ui.warn(_esc(t)))
+                           warn=lambda t: ui.warn(_esc(t)), evaluate=evaluate, eval_limit=eval_limit)
 
 
 def _dry_run(sp, opts, as_json: bool) -> int:
@@ -170,6 +177,7 @@ def _task_command(task: str):
         sbatch_arg: Annotated[Optional[List[str]], typer.Option("--sbatch-arg", help="Any other sbatch option.")] = None,
         env_setup: Annotated[Optional[Path], typer.Option("--env-setup", help="Shell file sourced in each task.")] = None,
         signal_lead: Annotated[Optional[int], typer.Option("--signal-lead")] = None,
+        evaluate: Eval = False, eval_limit: EvalLimit = None,
     ) -> None:
         code = _launch(task, ctx, recipe=recipe, profile=profile, config=config, output=output, grid=grid,
                        random=random, seed=seed, num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run,
@@ -177,7 +185,7 @@ def _task_command(task: str):
                        max_concurrent=max_concurrent, job_name=job_name, partition=partition, time=time,
                        account=account, qos=qos, constraint=constraint, exclusive=exclusive,
                        cpus_per_task=cpus_per_task, sbatch_arg=sbatch_arg, env_setup=env_setup,
-                       signal_lead=signal_lead)
+                       signal_lead=signal_lead, evaluate=evaluate, eval_limit=eval_limit)
         raise typer.Exit(code)
 
     command.__doc__ = (f"Sweep {task.upper()} runs over a grid: validate every point, then train them here one "
@@ -219,6 +227,38 @@ def status_command(
             + (f" · job array {m.slurm['job_id']}" if m.slurm else ""))
 
 
+def eval_command(
+    sweep_dir: Annotated[Path, typer.Argument(metavar="SWEEP_DIR", help="The --output of the sweep.")],
+    eval_limit: EvalLimit = None,
+    again: Annotated[bool, typer.Option("--again", help="Evaluate points that already have results too.")] = False,
+) -> None:
+    """Each completed point's offline eval on its test split (eval loss for SFT, preference accuracy and the
+    implicit reward for DPO), into <point>/eval/; `sweep status` and `report` show it."""
+    from alignkit.sweep import evaluate, status as sweep_status
+
+    m, rows = sweep_status.sweep_status(sweep_dir)
+    done = [r for r in rows if r.state == "completed"]
+    if not done:
+        raise UsageError(Problem(str(sweep_dir), "no point has completed yet", "wait for the sweep, or check "
+                                 "`alignkit sweep status`"))
+    failed = []
+    for r in done:
+        if evaluate.results_path(r.output_dir, m.task).is_file() and not again:
+            ui.info(f"p{r.index:02d}: already evaluated ({_esc(evaluate.results_path(r.output_dir, m.task))})")
+            continue
+        ui.info(f"p{r.index:02d}: offline eval ({evaluate.BENCH[m.task]})")
+        code = evaluate.evaluate_point(r.output_dir, m.task, limit=eval_limit)
+        if code == 130:
+            raise typer.Exit(130)
+        if code:
+            failed.append(f"p{r.index:02d}")
+    if len(done) < len(rows):
+        ui.info(f"{len(rows) - len(done)} point(s) not completed yet: not evaluated")
+    if failed:
+        ui.warn(f"the eval failed for {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
 def report_command(
     sweep_dir: Annotated[Path, typer.Argument(metavar="SWEEP_DIR", help="The --output of the sweep.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Default: SWEEP_DIR/report.")] = None,
@@ -237,5 +277,6 @@ def register(root: typer.Typer) -> None:
     for task in ("sft", "dpo"):
         app.command(task, context_settings=options.RUN_CONTEXT, epilog=_EPILOG)(_task_command(task))
     app.command("status")(status_command)
+    app.command("eval")(eval_command)
     app.command("report")(report_command)
     root.add_typer(app, name="sweep")

@@ -49,8 +49,10 @@ def preflight_all(sp: SweepPlan, *, skip_completed: bool = True) -> None:
         raise ConfigError(problems, title="invalid sweep")
 
 
-def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn: Say) -> int:
-    """Claim the sweep dir, write the manifest, preflight, then train every point in turn. Returns the exit code."""
+def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn: Say,
+              evaluate: bool = False, eval_limit: int | None = None) -> int:
+    """Claim the sweep dir, write the manifest, preflight, then train every point in turn (``evaluate``: and
+    run its offline eval once it completed). Returns the exit code."""
     previous = manifest_mod.claim(sp.sweep_dir, sp.manifest, overwrite=overwrite)
     if previous is not None:
         sp.manifest.created = previous.created  # the same sweep, now run here (no job array runs it)
@@ -74,6 +76,8 @@ def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn
 
         code = runs.run_point(pp.plan, overwrite=overwrite, argv=argv, on_start=started)
         state = runs.read_status(pp.output_dir).get("state")
+        if evaluate and state == "completed" and not eval_point(pp, head, say, warn, eval_limit):
+            failed.append(f"{pp.point.label} (eval)")
         if seen.get("completed"):
             skipped += 1
             continue
@@ -96,3 +100,19 @@ def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn
         say("failed: " + "; ".join(failed) + ". Re-run the same command to retry them (they resume)")
         return 1
     return 0
+
+
+def eval_point(pp, head: str, say: Say, warn: Say, limit: int | None) -> bool:
+    """The point's offline eval, unless its results are there already. False when it failed."""
+    from alignkit.sweep import evaluate
+
+    task = pp.plan.task
+    if evaluate.results_path(pp.output_dir, task).is_file():
+        return True
+    say(f"{head}: offline eval ({evaluate.BENCH[task]}) on the test split")
+    code = evaluate.evaluate_point(pp.output_dir, task, env=pp.plan.env, limit=limit)
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    if code != 0:
+        warn(f"{head}: the offline eval exited with code {code}")
+    return code == 0

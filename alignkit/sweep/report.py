@@ -56,7 +56,13 @@ def plot_curves(task: str, rows: list[status_mod.PointStatus], path: Path) -> bo
                     linewidth=1.6, label=f"p{r.index:02d}  {_short(r.values)}")
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        steps = {s for r in rows for s, _ in r.curves.get(metric) or []}
+        if len(steps) == 1:  # one eval at the end: one tick, not a fractional axis around it
+            (only,) = steps
+            ax.set_xlim(only - 1, only + 1)
+            ax.set_xticks([only])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0][1:]:
@@ -169,7 +175,13 @@ def make_report(sweep_dir: str | Path, output: str | Path | None = None) -> dict
 
 
 def _ranked(rows: list[status_mod.PointStatus]):
-    """(metric, best point, value): the lowest offline/eval loss, else the lowest train loss."""
+    """(metric, best point, value): the offline eval when there is one (highest preference accuracy, lowest
+    loss), else the lowest final eval loss, else the lowest final train loss."""
+    for column, higher in (("prefs acc (reward)", True), ("prefs acc (log p)", True), ("offline eval loss", False)):
+        done = [r for r in rows if column in r.evals]
+        if done:
+            best = (max if higher else min)(done, key=lambda r: r.evals[column])
+            return f"offline eval, {column}", best, best.evals[column]
     for attr, label in (("eval_loss", "final eval loss"), ("train_loss", "final train loss")):
         done = [r for r in rows if getattr(r, attr) is not None]
         if done:

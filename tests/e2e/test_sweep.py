@@ -93,3 +93,35 @@ def test_sweep_interrupted_after_its_first_point_resumes_without_retraining_it(t
     for png in ("curves.png", "metrics_vs_values.png"):
         data = (tmp_path / "rep" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000, png
+
+
+def test_dpo_sweep_shows_reward_accuracy_and_its_offline_eval(tmp_path, tiny_env):
+    sft = tmp_path / "sft"
+    res = subprocess.run([*ALIGNKIT, "sft", "--recipe", "tiny", "--profile", "cpu", f"--output_dir={sft}",
+                          "--max_steps=2", "--eval_strategy=no", "--save_strategy=no", "--report_to=none"],
+                         env=tiny_env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    sweep_dir = tmp_path / "dpo-sweep"
+    res = subprocess.run([*ALIGNKIT, "sweep", "dpo", "--recipe", "tiny", "--profile", "cpu", "--output",
+                          str(sweep_dir), "--grid", "beta=0.1,0.5", f"--model_name_or_path={sft}", "--max_steps=2",
+                          "--logging_steps=1", "--eval_strategy=steps", "--eval_steps=2", "--save_strategy=no",
+                          "--report_to=none", "--eval", "--eval-limit", "16"],
+                         env=tiny_env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-6000:]
+    st = subprocess.run([*ALIGNKIT, "sweep", "status", str(sweep_dir), "--json"], env=tiny_env, capture_output=True,
+                        text=True, timeout=120)
+    assert st.returncode == 0, st.stderr
+    points = json.loads(st.stdout)["points"]
+    assert [p["values"] for p in points] == [{"beta": 0.1}, {"beta": 0.5}]
+    for p in points:
+        assert p["state"] == "completed" and p["step"] == 2
+        assert 0.0 <= p["reward_accuracy"] <= 1.0 and p["eval_loss"] is not None
+        # the offline eval against the point's starting model (the SFT model): DPO's implicit reward
+        assert 0.0 <= p["evals"]["prefs acc (reward)"] <= 1.0
+        results = json.loads((Path(p["output_dir"]) / "eval" / "prefs" / "results.json").read_text())
+        assert results["n"] == 16 and results["ref_model_path"] == str(sft)
+    rep = subprocess.run([*ALIGNKIT, "sweep", "report", str(sweep_dir)], env=tiny_env, capture_output=True, text=True,
+                         timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    assert "| reward acc | prefs acc (reward) |" in rep.stdout
+    assert "Best by offline eval, prefs acc (reward)" in (sweep_dir / "report" / "report.md").read_text()
