@@ -91,7 +91,9 @@ def _launch(task: str, ctx: typer.Context, *, recipe, profile, config, output, g
         return _dry_run(sp, opts, as_json)
     from alignkit.commands import train as train_cmd
 
-    if any(pp.plan.config["train"].get("push_to_hub") for pp in sp.points):
+    from alignkit.sweep import runs
+
+    if any(runs.push_to_hub(pp.plan) for pp in sp.points):
         import os
 
         if not any(os.environ.get(v) for v in train_cmd.HUB_TOKEN_VARS):

@@ -1,7 +1,7 @@
 """Run a planned sweep on this machine: the points one after another, each an ordinary run in its own dir.
 
-* Before anything starts, every distinct (model, data) of the points is preflighted as `alignkit sft|dpo`
-  does (model dir, chat template, the data loaded and validated), every problem at once.
+* Before anything trains, every point is claimed and preflighted as `alignkit sft|dpo` does (model dir, chat
+  template, the data mixed into its run dir and validated), every problem of every point at once.
 * A finished point is skipped (its run says completed); an interrupted one resumes from its last complete
   checkpoint (the ordinary run resume).
 * Ctrl-C stops the running point's processes and the sweep (exit 130); SIGTERM lets the point save a
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from alignkit.errors import ConfigError, EXIT_INTERRUPTED, EXIT_PREEMPTED, Problem
@@ -22,31 +21,31 @@ from alignkit.sweep.plan import SweepPlan
 Say = Callable[[str], None]
 
 
-def preflight_all(sp: SweepPlan, *, skip_completed: bool = True) -> None:
-    """Preflight each distinct (task, model, data) once; problems are named by the points they concern."""
-    seen: dict[str, list[Any]] = {}
-    for pp in sp.points:
-        if skip_completed and runs.read_status(pp.output_dir).get("state") == "completed":
-            continue
-        key = json.dumps([pp.plan.task, pp.plan.config.get("model"), pp.plan.config.get("data")], sort_keys=True,
-                         default=str)
-        seen.setdefault(key, []).append(pp)
-    problems: list[Problem] = []
-    for group in seen.values():
-        try:
-            runs.preflight(group[0].plan)
-        except ConfigError as exc:
-            tag = group[0].point.label if len(group) == 1 else "points " + ", ".join(str(p.point.index) for p in group)
-            problems += [Problem(f"[{tag}] {p.where}", p.message, p.fix, p.source) for p in exc.problems]
-        except Exception as exc:  # DataError and friends keep their class: re-raised with the points named
-            from alignkit.errors import AlignkitError
+def prepare_all(sp: SweepPlan, *, overwrite: bool, argv: list[str], write: bool) -> tuple[list[int], list[int]]:
+    """Before anything trains: claim every point's dir and preflight it as `alignkit sft|dpo` does (model dir,
+    chat template, the data mixed into its run dir and validated); ``write``: and write its run files. Every
+    problem of every point at once, each naming its point. Returns (points to train, points already completed)."""
+    from alignkit.errors import AlignkitError
 
-            if not isinstance(exc, AlignkitError):
+    todo: list[int] = []
+    done: list[int] = []
+    found: list[tuple[Any, Problem]] = []
+    kind: type[AlignkitError] = ConfigError
+    for pp in sp.points:
+        try:
+            state = runs.prepare_point(pp.plan, overwrite=overwrite, argv=argv, write=write)
+        except AlignkitError as exc:
+            if exc.exit_code != 2:
                 raise
-            tag = "points " + ", ".join(str(p.point.index) for p in group)
-            raise type(exc)([Problem(f"[{tag}] {p.where}", p.message, p.fix, p.source) for p in exc.problems]) from None
-    if problems:
-        raise ConfigError(problems, title="invalid sweep")
+            kind = type(exc) if not found else kind
+            found += [(pp.point, pr) for pr in exc.problems]
+            continue
+        (done if state == "completed" else todo).append(pp.point.index)
+    if found:
+        from alignkit.sweep.plan import grouped
+
+        raise kind(grouped(found, len(sp.points)), title="invalid sweep")
+    return todo, done
 
 
 def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn: Say,
@@ -56,7 +55,7 @@ def run_sweep(sp: SweepPlan, *, overwrite: bool, argv: list[str], say: Say, warn
     previous = manifest_mod.claim(sp.sweep_dir, sp.manifest, overwrite=overwrite)
     if previous is not None:
         sp.manifest.created = previous.created  # the same sweep, now run here (no job array runs it)
-    preflight_all(sp, skip_completed=not overwrite)
+    prepare_all(sp, overwrite=overwrite, argv=argv, write=False)
     manifest_mod.write(sp.sweep_dir, sp.manifest)
     total = len(sp.points)
     failed: list[str] = []

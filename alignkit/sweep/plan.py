@@ -15,7 +15,7 @@ from alignkit.sweep import runs
 from alignkit.sweep.manifest import Manifest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from alignkit.launch.plan import LaunchPlan
+    from alignkit.launch.spec import LaunchPlan
 
 
 @dataclass
@@ -89,7 +89,7 @@ def _default_sweep_dir(spec: SweepSpec) -> Path:
     return Path(base.output_dir + "-sweep")
 
 
-def _grouped(found: list[tuple[grid_mod.Point, Problem]], total: int) -> list[Problem]:
+def grouped(found: list[tuple[grid_mod.Point, Problem]], total: int) -> list[Problem]:
     """The same problem in several points is said once, naming them all ("every point" when all)."""
     groups: dict[tuple, list[grid_mod.Point]] = {}
     for point, pr in found:
@@ -133,8 +133,8 @@ def plan_sweep(spec: SweepSpec, *, dry_run: bool = False) -> SweepPlan:
         planned.append(PlannedPoint(point, plan, out, overrides))
     if found or usage:
         # a grid/command-line problem is a usage error; either way exit 2 with everything found
-        raise (ConfigError if found else UsageError)(usage + _grouped(found, len(points)), title="invalid sweep")
-    first = planned[0].plan.config
+        raise (ConfigError if found else UsageError)(usage + grouped(found, len(points)), title="invalid sweep")
+    first = runs.config_dict(planned[0].plan)
     drop = [s for s in (runs.section_of(first, a.key) for a in axes) if s]
     manifest = Manifest(
         task=spec.task, grid={a.key: a.values for a in axes}, base_hash=runs.config_hash(first, drop),

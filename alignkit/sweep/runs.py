@@ -1,12 +1,7 @@
 """The one place where a sweep touches the run machinery: plan a point, preflight it, claim and spawn it,
 write its run files, read its status. Every point is an ordinary run, started exactly as ``alignkit sft|dpo``
-starts one.
-
-Adapter note: these calls go to ``launch.build`` (plan_run), ``launch.spawn`` (claim, run files, spawn,
-status), ``launch.plan`` (LaunchPlan) and ``commands.train`` (preflight, the demo assets). When the run
-contract moves (``launch/run.py``, ``launch/preflight.py``), only this module is re-pointed. Importing
-``commands.train`` from here is a layering exception, lazily and for preflight only, until preflight lives
-in ``alignkit.launch.preflight``.
+starts one: ``launch.build`` plans it, ``launch.spawn`` claims, writes and spawns it, ``launch.preflight``
+checks it and mixes its data into its run dir, ``launch.run`` says where its files are.
 """
 
 from __future__ import annotations
@@ -17,9 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from alignkit.launch.plan import LaunchPlan
-
-RUN_SUBDIR = "alignkit"  # <output_dir>/alignkit/ holds a run's files (launch.build.RUN_SUBDIR)
+    from alignkit.launch.spec import LaunchPlan
 
 
 def plan_point(task: str, *, recipe: str | None, profile: str | None, config_files: list[str],
@@ -32,61 +25,75 @@ def plan_point(task: str, *, recipe: str | None, profile: str | None, config_fil
                     num_gpus=num_gpus, num_nodes=num_nodes, dry_run=dry_run, via_accelerate=via_accelerate)
 
 
-def preflight(plan: "LaunchPlan") -> None:
-    """The checks `alignkit sft|dpo` make before launching (model dir, chat template, the data)."""
-    from alignkit.commands.train import build_demo_assets_if_used, preflight as _preflight
+def config_dict(plan: "LaunchPlan") -> dict[str, Any]:
+    """The point's resolved config as run.yaml holds it."""
+    return plan.config.to_dict()
 
-    build_demo_assets_if_used(plan.config)
+
+def push_to_hub(plan: "LaunchPlan") -> bool:
+    return bool(plan.config.train.push_to_hub)
+
+
+def preflight(plan: "LaunchPlan") -> None:
+    """The checks `alignkit sft|dpo` make before launching (model dir, chat template), and the data mixed into
+    the point's run dir (the demo's assets built first when the tiny recipe uses them)."""
+    from alignkit.demo.assets import demo_root, ensure_demo_assets
+    from alignkit.launch.preflight import preflight as _preflight
+
+    root = str(demo_root())
+    paths = [plan.config.model.model_name_or_path, *(s.path or "" for s in plan.config.data.mixture)]
+    if any(str(p).startswith(root) for p in paths):
+        ensure_demo_assets()
     _preflight(plan)
 
 
 def run_point(plan: "LaunchPlan", *, overwrite: bool, argv: list[str],
-              on_start: Callable[[Any], None] | None = None, check: Callable | None = None) -> int:
-    """Claim the point's output dir, check, write its run files and train it in this terminal (its own process
-    group; Ctrl-C and SIGTERM forwarded). The exit code of the training, 0 for an already completed run
-    (``on_start`` sees ``claim.completed``)."""
+              on_start: Callable[[Any], None] | None = None) -> int:
+    """Claim the point's output dir, preflight it, write its run files and train it in this terminal (its own
+    process group; Ctrl-C and SIGTERM forwarded). The exit code of the training, 0 for an already completed
+    run (``on_start`` sees ``claim.completed``)."""
     from alignkit.launch import spawn
 
-    return spawn.run(plan, overwrite=overwrite, argv=argv, on_start=on_start, check=check)
+    return spawn.run(plan, overwrite=overwrite, argv=argv, on_start=on_start, check=preflight)
 
 
-def prepare_point(plan: "LaunchPlan", *, overwrite: bool, argv: list[str], check: Callable | None = None) -> str:
-    """For a job array: claim the point's dir, check and write its run files without starting anything.
-    Returns "completed" (the same run already finished: nothing to do), "resume" or "start"."""
+def prepare_point(plan: "LaunchPlan", *, overwrite: bool, argv: list[str], write: bool) -> str:
+    """Claim the point's dir and preflight it (its data mixed into its run dir), without starting anything;
+    ``write``: and write its run files (a job array's task starts from them). Returns "completed" (the same run
+    already finished: nothing done), "resume" or "start". Raises what preflight raises."""
     from alignkit.launch import spawn
 
     claim = spawn.claim_output_dir(plan, overwrite)
     try:
-        if claim.resume and spawn.read_status(plan.output_dir).get("state") == "completed":
+        if claim.resume and read_status(plan.output_dir).get("state") == "completed":
             return "completed"
-        if check is not None:
-            check(plan)
-        spawn.write_run_files(plan, resume=claim.resume, argv=argv)
-        status_file(plan.output_dir).unlink(missing_ok=True)
+        preflight(plan)
+        if write:
+            spawn.write_run_files(plan, resume=claim.resume, argv=argv)
+            _layout(plan.output_dir).clear_status()
         return "resume" if claim.resume else "start"
     finally:
         claim.lock_path.unlink(missing_ok=True)
 
 
+def _layout(output_dir: str | Path):
+    from alignkit.launch.run import RunDir
+
+    return RunDir.of(output_dir)
+
+
 def run_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / RUN_SUBDIR
+    return _layout(output_dir).path
 
 
 def run_file(output_dir: str | Path) -> Path:
-    return run_dir(output_dir) / "run.yaml"
-
-
-def status_file(output_dir: str | Path) -> Path:
-    return run_dir(output_dir) / "status.json"
+    return _layout(output_dir).run_file
 
 
 def read_status(output_dir: str | Path) -> dict[str, Any]:
     """What the trainer last said about a run ({} when nothing): state running|completed|preempted|failed."""
-    try:
-        data = json.loads(status_file(output_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    status = _layout(output_dir).read_status()
+    return status if isinstance(status, dict) else {}
 
 
 def has_run(output_dir: str | Path) -> bool:
@@ -94,13 +101,12 @@ def has_run(output_dir: str | Path) -> bool:
 
 
 def is_locked(output_dir: str | Path) -> bool:
-    """A live process holds the run (the lock names a pid that is alive on this host)."""
+    """A live process on this host holds the run (its lock names a pid that is alive)."""
     import os
     import socket
 
-    lock = run_dir(output_dir) / "lock"
     try:
-        owner = json.loads(lock.read_text())
+        owner = json.loads(_layout(output_dir).lock.read_text())
     except (OSError, ValueError):
         return False
     pid = owner.get("pid")

@@ -90,7 +90,6 @@ def submit(sp: SweepPlan, opts: ArrayOptions, *, overwrite: bool, argv: list[str
            say: Callable[[str], None]) -> Submitted:
     """Claim, preflight and write every point, write the array script, submit it, record it."""
     from alignkit.launch import slurm
-    from alignkit.sweep.local import preflight_all
 
     check_same_launch(sp)
     render(sp, opts, list(range(len(sp.points))))  # a value that cannot go into the script: refused first
@@ -102,15 +101,14 @@ def submit(sp: SweepPlan, opts: ArrayOptions, *, overwrite: bool, argv: list[str
     if previous is not None:
         sp.manifest.created = previous.created
     from alignkit import ui
+    from alignkit.sweep.local import prepare_all
 
     with ui.stdout_to_stderr():  # stdout is the job id alone
-        preflight_all(sp, skip_completed=not overwrite)
+        indices, skipped = prepare_all(sp, overwrite=overwrite, argv=argv, write=True)
     manifest_mod.write(sp.sweep_dir, sp.manifest)
-    indices, skipped = [], []
     for pp in sp.points:
-        state = runs.prepare_point(pp.plan, overwrite=overwrite, argv=argv)
-        (skipped if state == "completed" else indices).append(pp.point.index)
-        say(f"{pp.point.label}: {'already completed' if state == 'completed' else state + 's'} in {pp.output_dir}")
+        done = pp.point.index in skipped
+        say(f"{pp.point.label}: {'already completed' if done else 'ready'} in {pp.output_dir}")
     path = script_path(sp, opts)
     log = slurm.array_log_pattern(sp.sweep_dir / SLURM_SUBDIR)
     if not indices:

@@ -96,8 +96,8 @@ def test_every_point_is_planned_as_its_own_run(tmp_path):
     assert len(sp.points) == 4
     outs = [pp.plan.output_dir for pp in sp.points]
     assert outs == [str(tmp_path / "sw" / pp.point.name) for pp in sp.points]
-    p3 = sp.points[3].plan.config["train"]
-    assert (p3["learning_rate"], p3["seed"], p3["max_steps"]) == (5e-4, 2, 2)
+    p3 = sp.points[3].plan.config.train
+    assert (p3.learning_rate, p3.seed, p3.max_steps) == (5e-4, 2, 2)
     assert sp.points[3].command(sp.spec)[:6] == ["alignkit", "sft", "--recipe", "tiny", "--profile", "cpu"]
     assert sp.points[3].command(sp.spec)[-1] == f"--output_dir={outs[3]}"
     assert sp.manifest.grid == {"learning_rate": [1e-3, 5e-4], "train.seed": [1, 2]}

@@ -23,7 +23,7 @@ from alignkit.launch.slurm import layout, render
 from alignkit.launch.slurm.values import check_line, sbatch_directive, slurm_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from alignkit.launch.plan import LaunchPlan
+    from alignkit.launch.spec import LaunchPlan
 
 ARRAY_LOG_NAME = "slurm-%A_%a.out"  # %A: the array's job id, %a: the task id
 _SENTINEL = "ALIGNKITRUNDIRSENTINEL"  # shell-safe: shlex.join leaves it unquoted, replaced after
