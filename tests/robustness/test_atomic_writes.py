@@ -48,6 +48,7 @@ REVIEWED = {
     ("alignkit/commands/recipes.py", "copy", "shutil.move"): "the rename of the .yaml.tmp file",
     # in-memory first, then one of the primitives
     ("alignkit/eval/report.py", "_save_png", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
+    ("alignkit/sweep/report.py", "_save", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
     ("alignkit/demo/run.py", "plot_loss_curves", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
     # whole directories built aside and renamed into place
     ("alignkit/data/build.py", "_write_parquet", "write_table"): TEMP_DIR + " (build_mixture)",
