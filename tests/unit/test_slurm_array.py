@@ -140,6 +140,18 @@ def test_status_and_logs_of_an_array_one_row_per_task(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="one task"):
         slurm.job_logs("50", follow=True)
     assert slurm.busy_jobs(str(tmp_path)) == ["50 (3 tasks RUNNING)"]
+    # the command: one tab-separated row per task
+    import subprocess
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[2])
+    res = subprocess.run([sys.executable, "-m", "alignkit", "slurm", "status", "50"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": repo}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = [ln.split("\t") for ln in res.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["JOBID", "50_0", "50_1", "50_2", "50_3"]
+    assert rows[2][2] == "RUNNING (restarts 1)" and "loss 1.5" in rows[2][6]
+    assert rows[3][5] == "(JobArrayTaskLimit)"
     query.forget_cluster_name()
 
 
