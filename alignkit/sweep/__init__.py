@@ -7,5 +7,6 @@
   local     the points one after another on this machine
   slurm     the points as one Slurm job array
   status    where each point stands, from the files
+  evaluate  each point's offline eval on its test split (in a process of its own)
   report    the table and the PNGs
 """
