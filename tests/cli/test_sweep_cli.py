@@ -7,18 +7,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import run_cli
+
 BASE = ["sweep", "sft", "--recipe", "tiny", "--profile", "cpu"]
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=120, stdin=subprocess.DEVNULL)
+    return run_cli(*args, cwd=cwd, timeout=120)
 
 
 def _flat(text: str) -> str:
@@ -109,10 +106,10 @@ def test_slurm_submit_writes_every_point_and_leaves_completed_ones_out(tmp_path,
     env = {**tiny_env, "PATH": f"{bin_dir}{os.pathsep}{tiny_env['PATH']}", "FAKE_SBATCH_LOG": str(tmp_path / "sb"),
            "ALIGNKIT_CACHE": tiny_env["ALIGNKIT_CACHE"]}
     out = tmp_path / "sw"
-    args = [sys.executable, "-m", "alignkit", *BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4",
+    args = [*BASE, "--output", str(out), "--grid", "learning_rate=1e-3,5e-4",
             "--grid", "train.seed=1,2", "--slurm", "--gpus-per-node", "1", "--max-concurrent", "2",
             "--job-name", "t", "--max_steps=2"]
-    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    res = run_cli(*args, env=env, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "777"
     assert "submitted job array 777: 4 points, at most 2 at once" in _flat(res.stderr)
@@ -133,7 +130,7 @@ def test_slurm_submit_writes_every_point_and_leaves_completed_ones_out(tmp_path,
     assert [ln.split("\t")[3] for ln in st.stdout.splitlines()[1:]] == ["queued"] * 4, st.stdout
 
     (points[1] / "alignkit" / "status.json").write_text(json.dumps({"state": "completed"}))
-    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    res = run_cli(*args, env=env, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "#SBATCH --array=0,2-3%2" in (out / "slurm" / "t.sbatch").read_text()
     assert "(1 already completed)" in _flat(res.stderr)
