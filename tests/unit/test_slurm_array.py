@@ -104,9 +104,9 @@ def test_usr1_checkpoints_and_requeues_the_task(fakes, tmp_path):
 SCONTROL_ARRAY = r'''case "$*" in
   "show config") printf 'ClusterName = c\n' ;;
   "-o show job 50"|"-o show job 50_1"|"-o show job 50_3")
-    echo "JobId=51 ArrayJobId=50 ArrayTaskId=0 JobName=sweep JobState=COMPLETED Reason=None Restarts=0 ExitCode=0:0 RunTime=00:01:00 TimeLimit=UNLIMITED NumNodes=1 NodeList=node1 StdOut=LOGDIR/slurm-50_0.out"
+    echo "JobId=51 ArrayJobId=50 ArrayTaskId=0 ArrayTaskThrottle=2 JobName=sweep JobState=COMPLETED Reason=None Restarts=0 ExitCode=0:0 RunTime=00:01:00 TimeLimit=UNLIMITED NumNodes=1 NodeList=node1 StdOut=LOGDIR/slurm-50_0.out"
     echo "JobId=52 ArrayJobId=50 ArrayTaskId=1 JobName=sweep JobState=RUNNING Reason=None Restarts=1 ExitCode=0:0 RunTime=00:00:10 TimeLimit=UNLIMITED NumNodes=1 NodeList=node2 StdOut=LOGDIR/slurm-50_1.out"
-    echo "JobId=50 ArrayJobId=50 ArrayTaskId=2-3%2 JobName=sweep JobState=PENDING Reason=JobArrayTaskLimit Restarts=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=UNLIMITED NumNodes=1 NodeList= StdOut=LOGDIR/slurm-50_4294967294.out" ;;
+    echo "JobId=50 ArrayJobId=50 ArrayTaskId=2-3%2 ArrayTaskThrottle=2 JobName=sweep JobState=PENDING Reason=JobArrayTaskLimit Restarts=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=UNLIMITED NumNodes=1 NodeList= StdOut=LOGDIR/slurm-50_4294967294.out" ;;
   *) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1 ;;
 esac'''
 

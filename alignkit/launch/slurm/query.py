@@ -118,7 +118,7 @@ SCONTROL_KEYS = (
     "ReqB:S:C:T TRES Socks/Node NtasksPerN:B:S:C CoreSpec MinCPUsNode MinMemoryNode MinMemoryCPU MinTmpDiskNode "
     "Features DelayBoot OverSubscribe Contiguous Licenses Network Command WorkDir StdErr StdIn StdOut Power "
     "Comment AdminComment TresPerNode TresPerJob TresPerTask TresBind MailUser MailType CpusPerTres MemPerTres "
-    "NtasksPerTRES Reservation ArrayJobId ArrayTaskId HetJobId HetJobOffset Container ContainerID"
+    "NtasksPerTRES Reservation ArrayJobId ArrayTaskId ArrayTaskThrottle HetJobId HetJobOffset Container ContainerID"
 ).split()
 
 JOBCOMP_KEYS = (
@@ -177,7 +177,7 @@ def from_scontrol(job_id: str) -> JobInfo | None:
             return info_from_scontrol(kv, job_id)
         if task and kv.get("ArrayJobId") == base and _task_in(task, kv.get("ArrayTaskId", "")):
             info = info_from_scontrol(kv, job_id)
-            if not kv.get("ArrayTaskId", "").isdigit():  # the pending tasks' shared record names no task's log
+            if not (kv.get("ArrayTaskId", "").split() or [""])[0].isdigit():  # the pending tasks' shared record
                 info.stdout = None
             return info
     return None

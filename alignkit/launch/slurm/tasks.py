@@ -29,7 +29,7 @@ def split_task_id(job_id: str) -> tuple[str, str | None]:
 
 def expand_task_ids(spec: str) -> list[int]:
     """``2-5%2`` / ``[1,3,7-8]`` -> the task ids (the ``%cap`` and step ``:n`` honoured, brackets dropped)."""
-    spec = spec.strip().strip("[]").split("%", 1)[0]
+    spec = (spec.split() or [""])[0].strip("[]").split("%", 1)[0]  # the value alone, whatever follows it
     out: list[int] = []
     for part in spec.split(","):
         part = part.strip()
@@ -52,7 +52,7 @@ def _scontrol_tasks(array_id: str) -> dict[int, JobInfo]:
         kv = query.parse_keyvals(line, query.SCONTROL_KEYS)
         if kv.get("ArrayJobId") != array_id:
             continue
-        spec = kv.get("ArrayTaskId", "")
+        spec = (kv.get("ArrayTaskId", "").split() or [""])[0]
         for task in expand_task_ids(spec):
             info = query.info_from_scontrol(kv, f"{array_id}_{task}")
             if not spec.isdigit():  # the pending tasks' shared record: its StdOut names no task
