@@ -4,22 +4,16 @@ tested without the CLI in tests/unit/test_slurm_render.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 from alignkit.launch.slurm import sbatch_quote
+from tests.helpers import run_cli
 
 HOSTILE = "x $(touch PWNED) `touch PWNED2`; touch PWNED3 'q' \"dq\" #c %j [bold]"
 
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]),
-                                                    env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "alignkit", "slurm", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    return run_cli("slurm", *args, cwd=cwd, timeout=120)
 
 
 def test_submit_dry_run_quotes_what_the_user_typed(tmp_path):

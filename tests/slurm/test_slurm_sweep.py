@@ -5,15 +5,15 @@ requeued and resumes; `alignkit sweep status` then shows every point completed."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, flat, read_log, wait_for
+from tests.helpers import run_cli
+
+from .conftest import flat, read_log, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -23,10 +23,8 @@ QUICK = ["--per_device_train_batch_size=8", "--logging_steps=1", "--eval_strateg
 
 
 def _alignkit(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "alignkit", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+    # sbatch passes this environment on to the jobs: keep the GPU variables as they are
+    return run_cli(*args, cwd=cwd, timeout=timeout, no_gpu=False)
 
 
 def _running(array_id: str) -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from alignkit.cli import app
 from alignkit.config.deprecations import Translation, translate_mixture
 from alignkit.config.resolve import resolve_config
 from alignkit.errors import ConfigError
+from tests.helpers import run_cli
 
 HANDBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "handbook"
 SFT_OLD = HANDBOOK / "zephyr_sft_full_old.yaml"
@@ -365,8 +364,8 @@ def test_mixture_datasets_that_is_not_a_list_is_refused_as_such(tmp_path, value,
     [p] = exc.value.problems
     assert (p.where, p.message) == ("dataset_mixture.datasets", f"must be a list of sources, got {kind}")
     assert "- id: ORG/NAME" in p.fix and p.source == f"{f}:2"
-    proc = subprocess.run([sys.executable, "-m", "alignkit", "sft", f, "--profile", "full", "--num-gpus", "8",
-                           "--dry-run"], capture_output=True, text=True, timeout=120, cwd=HANDBOOK.parents[2])
+    proc = run_cli("sft", f, "--profile", "full", "--num-gpus", "8", "--dry-run", timeout=120,
+                   cwd=HANDBOOK.parents[2])
     assert proc.returncode == 2 and "must be a list" in proc.stderr and "Traceback" not in proc.stderr
     assert "no data sources" not in proc.stderr
 

@@ -141,12 +141,9 @@ def test_status_and_logs_of_an_array_one_row_per_task(tmp_path, monkeypatch):
         slurm.job_logs("50", follow=True)
     assert slurm.busy_jobs(str(tmp_path)) == ["50 (3 tasks RUNNING)"]
     # the command: one tab-separated row per task
-    import subprocess
-    import sys
+    from tests.helpers import run_cli
 
-    repo = str(Path(__file__).resolve().parents[2])
-    res = subprocess.run([sys.executable, "-m", "alignkit", "slurm", "status", "50"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": repo}, timeout=120)
+    res = run_cli("slurm", "status", "50", timeout=120)
     assert res.returncode == 0, res.stderr
     rows = [ln.split("\t") for ln in res.stdout.splitlines()]
     assert [r[0] for r in rows] == ["JOBID", "50_0", "50_1", "50_2", "50_3"]
