@@ -63,15 +63,16 @@ def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[
 def loss_name(stage: str, stage_dir: Path) -> str:
     """What the Trainer's ``loss`` of a stage is: SFT's is the mean over all tokens (the demo's table measures
     assistant tokens only); a DPO run's is the sum of its ``loss_type`` terms (the tiny recipe: DPO + SFT)."""
-    if stage != "dpo":
-        return "all tokens"
     import yaml
 
     try:
         train = yaml.safe_load((Path(stage_dir) / "alignkit" / "run.yaml").read_text(encoding="utf-8"))
         train = train["config"]["train"]
-    except (OSError, TypeError, KeyError, yaml.YAMLError):
-        return "DPO"
+        assert isinstance(train, dict)
+    except (OSError, TypeError, KeyError, AssertionError, yaml.YAMLError):
+        train = {}
+    if stage != "dpo":
+        return "assistant tokens only" if train.get("assistant_only_loss") else "all tokens"
     kinds = train.get("loss_type") or ["sigmoid"]
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
     names = {"sigmoid": "DPO", "sft": "SFT"}
@@ -84,12 +85,21 @@ def loss_name(stage: str, stage_dir: Path) -> str:
 
 def plot_loss_curves(stage_dirs: dict[str, Path], out_png: Path,
                      heldout: dict[str, list[tuple[float, float]]] | None = None) -> Path:
+    """``loss_figure`` written as a PNG, atomically."""
+    import io
+
+    fig = loss_figure(stage_dirs, heldout)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_bytes_atomic(Path(out_png), buf.getvalue())
+    return Path(out_png)
+
+
+def loss_figure(stage_dirs: dict[str, Path], heldout: dict[str, list[tuple[float, float]]] | None = None):
     """One subplot per stage: the Trainer's train and eval loss against the step, each labelled with what it
     is (``loss_name``), and the reward accuracy of a DPO stage on a right axis. ``heldout`` adds the demo's
     own held-out measurements (stage -> [(step, loss)]), labelled as the table labels them. The legend sits
-    under the axes, so that it never hides a curve. Atomic PNG."""
-    import io
-
+    under the axes, so that it never hides a curve."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -133,7 +143,4 @@ def plot_loss_curves(stage_dirs: dict[str, Path], out_png: Path,
                       frameon=False)
     fig.suptitle("alignkit demo: training loss")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_bytes_atomic(Path(out_png), buf.getvalue())
-    return Path(out_png)
+    return fig

@@ -40,7 +40,6 @@ class StageProgress:
             if m:
                 self.step, self.total = int(m.group(1)), int(m.group(2))
                 self.phase = "training"
-                continue
             m = _PREP_BAR.match(piece)
             if m and self.step is None:
                 self.phase = m.group(1).strip().lower()
