@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "== 1/3 creating the virtual environment in $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "== 2/3 installing torch 2.13.0 (the largest download: ~1-2 minutes)"
-	$(PIP) install --progress-bar off --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install --disable-pip-version-check "torch==2.13.0"
 	@echo "== 3/3 installing alignkit and its pinned stack: transformers, trl, accelerate, deepspeed... (~2 minutes)"
-	$(PIP) install --progress-bar off --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(PIP) install --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 	@echo "== installed: $(VENV) (next time this step is skipped)"

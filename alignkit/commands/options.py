@@ -74,6 +74,11 @@ AifOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace --ou
 # -- help text: placeholders instead of Python types ---------------------------------------------------
 
 _TYPE_METAVARS = {int: "N", float: "NUM"}
+#: placeholders by option name where the type alone says too little (or the name is too long to repeat)
+_NAMED_METAVARS = {"config": "FILE", "data": "FILE", "eval": "FILE", "decontaminate": "FILE", "env-setup": "FILE",
+                   "output": "DIR", "truncation-mode": "MODE", "attn-implementation": "IMPL",
+                   "model-api-key-env": "NAME", "api-key-env": "NAME", "judge-api-key-env": "NAME",
+                   "job-name": "NAME", "chat-template": "TEMPLATE", "sbatch-arg": "ARG"}
 
 
 def _base_type(annotation: Any) -> Any:
@@ -99,13 +104,15 @@ def _metavar(info: Any, param_name: str, annotation: Any) -> str | None:
         return None
     if isinstance(info, typer.models.ArgumentInfo):
         return param_name.upper()
+    longs = [d for d in (info.param_decls or ()) if isinstance(d, str) and d.startswith("--")]
+    name = (longs[0][2:] if longs else param_name.replace("_", "-")).split("/")[0]
+    if name in _NAMED_METAVARS:
+        return _NAMED_METAVARS[name]
     if base in _TYPE_METAVARS:
         return _TYPE_METAVARS[base]
     if isinstance(base, type) and issubclass(base, Path):
         return "PATH"
-    longs = [d for d in (info.param_decls or ()) if isinstance(d, str) and d.startswith("--")]
-    name = longs[0][2:] if longs else param_name
-    return name.split("/")[0].replace("-", "_").upper()
+    return name.replace("-", "_").upper() if len(name) <= 12 else "VALUE"
 
 
 def set_metavars(app: typer.Typer) -> None:

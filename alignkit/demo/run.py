@@ -11,12 +11,16 @@ and measures on held-out demo data:
 * the preference accuracy (log p(chosen) > log p(rejected)) of the SFT model (= before DPO) and of
   the DPO model, plus the DPO model's implicit-reward accuracy against the SFT model.
 
-It writes into OUT: ``sft.log`` / ``dpo.log`` (each child's output), ``loss_curves.png`` (train loss
-per step of both stages, from their ``trainer_state.json``) and ``summary.json``; and prints a table.
+It writes into OUT: ``sft.log`` / ``dpo.log`` (each child's whole output; the screen gets one progress
+line per stage), ``demo.log`` (library warnings of its own measurements), ``loss_curves.png`` (the
+Trainer's losses of both stages, each named for what it measures) and ``summary.json``; and prints a table
+and the next steps. Run again, a stage an earlier run completed is kept (and said so, with its real time)
+unless ``overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -111,7 +115,6 @@ def run_stage(
     output (library warnings stay in the log): a spinner on a terminal, else the line every ``interval``
     seconds. A non-zero exit is a RuntimeFailure that quotes the last lines of the log.
     """
-    import contextlib
     import select
 
     from rich.console import Console
@@ -232,32 +235,27 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _quiet_libraries():
-    """The parent's own measurements load models with transformers: its warnings (FutureWarning and
-    friends) go to ``demo.log`` in the output dir, not between the demo's lines."""
-    import contextlib
+@contextlib.contextmanager
+def quiet_libraries(log_path: Path):
+    """The parent's own measurements load models with transformers: their warnings (FutureWarning and
+    friends, warnings.warn or logging) go to ``log_path`` (the demo's ``demo.log``), not between its lines."""
+    import logging
     import warnings
 
-    @contextlib.contextmanager
-    def quiet(log_path: Path):
-        import logging
-
-        with warnings.catch_warnings(record=True) as caught, open(log_path, "a", encoding="utf-8") as log:
-            warnings.simplefilter("always")
-            handler = logging.StreamHandler(log)
-            libs = [logging.getLogger(n) for n in ("transformers", "torch", "datasets", "accelerate")]
-            saved = [(lg.handlers[:], lg.propagate) for lg in libs]
-            for lg in libs:
-                lg.handlers, lg.propagate = [handler], False
-            try:
-                yield
-            finally:
-                for lg, (handlers, propagate) in zip(libs, saved):
-                    lg.handlers, lg.propagate = handlers, propagate
-                for w in caught:
-                    log.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
-
-    return quiet
+    with warnings.catch_warnings(record=True) as caught, open(log_path, "a", encoding="utf-8") as log:
+        warnings.simplefilter("always")
+        handler = logging.StreamHandler(log)
+        libs = [logging.getLogger(n) for n in ("transformers", "torch", "datasets", "accelerate")]
+        saved = [(lg.handlers[:], lg.propagate) for lg in libs]
+        for lg in libs:
+            lg.handlers, lg.propagate = [handler], False
+        try:
+            yield
+        finally:
+            for lg, (handlers, propagate) in zip(libs, saved):
+                lg.handlers, lg.propagate = handlers, propagate
+            for w in caught:
+                log.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
 
 
 def next_steps(out: Path) -> str:
@@ -301,17 +299,16 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     sft_dir, dpo_dir = out / "sft", out / "dpo"
     previous = _read_json(out / SUMMARY_FILE)
-    quiet = _quiet_libraries()
     demo_log = out / "demo.log"
 
-    with console.status("building the demo model and data"), quiet(demo_log):
+    with console.status("building the demo model and data"), quiet_libraries(demo_log):
         # where the children will look for `demo:` paths
         assets = ensure_demo_assets(demo_root(env) if env is not None else None)
     console.print(f"demo assets: {assets.root}" + (" (built)" if assets.built else " (cached)"))
     sft_test = _load_jsonl(assets.sft_test)
     prefs_test = _load_jsonl(assets.prefs_test)
 
-    with console.status("measuring the untrained model"), quiet(demo_log):
+    with console.status("measuring the untrained model"), quiet_libraries(demo_log):
         base_loss = eval_loss(assets.model_dir, sft_test)
         base_pref = preference_metrics(assets.model_dir, prefs_test)
 
@@ -336,11 +333,11 @@ def run_demo(
         console.print(f"{stage.upper()} trained in {seconds:.1f} s -> {stage_dir}", markup=False, highlight=False, soft_wrap=True)
         retrain = True  # a new SFT model: the DPO on top of the old one is stale
 
-    with console.status("measuring the SFT model"), quiet(demo_log):
+    with console.status("measuring the SFT model"), quiet_libraries(demo_log):
         sft_loss = eval_loss(sft_dir, sft_test)
         sft_pref = preference_metrics(sft_dir, prefs_test)
 
-    with console.status("measuring the DPO model"), quiet(demo_log):
+    with console.status("measuring the DPO model"), quiet_libraries(demo_log):
         dpo_pref = preference_metrics(dpo_dir, prefs_test, ref_model_dir=sft_dir, beta=dpo_beta(dpo_dir))
 
     last_sft_step = max((h["step"] for h in load_log_history(sft_dir) if isinstance(h.get("step"), (int, float))),

@@ -50,7 +50,7 @@ def test_help_shows_placeholders_not_python_types(args):
 
 def test_placeholders_say_what_goes_there():
     text = _help(["sft"], 200)
-    for want in ("--recipe RECIPE", "--config PATH", "--num-nodes N"):
+    for want in ("--recipe RECIPE", "--config FILE", "--num-nodes N"):
         assert want in text, want
     assert "Usage: alignkit merge [OPTIONS] {ADAPTER}" in _help(["merge"], 200)
     assert "--gpu-mem-gb NUM" in _help(["plan"], 200)

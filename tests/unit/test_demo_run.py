@@ -326,3 +326,16 @@ def test_loss_plot_says_what_each_loss_is_and_its_legend_hides_nothing(tmp_path)
             assert not box.overlaps(other.get_window_extent(renderer)), (ax.get_title(), labels)
     assert labels["SFT"] == ["train loss (all tokens)", "eval loss (all tokens)", R.HELDOUT_LOSS]
     assert labels["DPO"] == ["train loss (DPO + SFT)", "eval loss (DPO + SFT)", "reward accuracy (train)"]
+
+
+def test_library_warnings_of_the_demo_itself_go_to_its_log(tmp_path, capsys):
+    import logging
+    import warnings
+
+    with R.quiet_libraries(tmp_path / "demo.log"):
+        warnings.warn("`old_arg` is deprecated", FutureWarning)
+        logging.getLogger("transformers.modeling_utils").warning("some weights were not used")
+    captured = capsys.readouterr()
+    assert "deprecated" not in captured.err + captured.out and "weights" not in captured.err + captured.out
+    log = (tmp_path / "demo.log").read_text()
+    assert "FutureWarning: `old_arg` is deprecated" in log and "some weights were not used" in log
