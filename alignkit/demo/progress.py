@@ -37,7 +37,9 @@ class StageProgress:
     def feed(self, text: str) -> None:
         for piece in re.split(r"[\r\n]", text):
             m = _TRAIN_BAR.match(piece)
-            if m:
+            # the first bar without a description is the training loop's; the evaluation loop's bars look the
+            # same but count eval batches (another total): they are not the training step
+            if m and (self.total is None or int(m.group(2)) == self.total):
                 self.step, self.total = int(m.group(1)), int(m.group(2))
                 self.phase = "training"
             m = _PREP_BAR.match(piece)

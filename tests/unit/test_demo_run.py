@@ -296,6 +296,7 @@ def test_stage_progress_reads_the_trainer_bar_and_its_loss():
     p.feed("Tokenizing train dataset:  82%|########  | 261/320 [00:00<00:00]\r")
     assert p.status() == "tokenizing train dataset"
     p.feed(" 40%|####      | 40/100 [00:33<00:40,  1.45it/s]{'loss': '0.6416', 'grad_norm': '0.45'}\n")
+    p.feed("\r 50%|#####     | 1/2 [00:00<00:00]\r100%|##########| 2/2 [00:00<00:00]")  # the eval loop's bar
     p.feed("{'eval_loss': '0.79', 'eval_runtime': '0.2'}\n")
     assert p.status() == "step 40/100, loss 0.642, eval loss 0.79"
     assert p.due() is None
