@@ -83,6 +83,7 @@ _NAMED_METAVARS = {"config": "FILE", "data": "FILE", "eval": "FILE", "decontamin
 
 def _base_type(annotation: Any) -> Any:
     """``Optional[List[Path]]`` -> ``Path``: the type one value on the command line has."""
+    import types
     import typing
 
     while True:
@@ -90,7 +91,7 @@ def _base_type(annotation: Any) -> Any:
         origin = typing.get_origin(annotation)
         if origin is typing.Annotated:
             annotation = args[0]
-        elif origin in (typing.Union, list, List) or str(origin) == "types.UnionType":
+        elif origin in (typing.Union, types.UnionType, list, List):
             if len(args) != 1:
                 return annotation
             annotation = args[0]
@@ -116,7 +117,7 @@ def _metavar(info: Any, param_name: str, annotation: Any) -> str | None:
 
 
 def set_metavars(app: typer.Typer) -> None:
-    """Give every option and argument that has no ``metavar=`` a placeholder (``--config PATH``,
+    """Give every option and argument that has no ``metavar=`` a placeholder (``--config FILE``,
     ``--num-gpus N``, ``--recipe RECIPE``, ``merge ADAPTER``) instead of typer's ``<list[Path]>``, ``<str>``
     and ``{adapter}``. Runs once, after the commands are registered and before typer builds them."""
     import inspect
