@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from alignkit.fsutil import write_bytes_atomic
+from alignkit.launch.run import RunDir
 
 #: the demo's own SFT measurement, in the table and on the plot under the same name
 HELDOUT_LOSS = "held-out loss, assistant tokens only"
@@ -66,7 +67,7 @@ def loss_name(stage: str, stage_dir: Path) -> str:
     import yaml
 
     try:
-        train = yaml.safe_load((Path(stage_dir) / "alignkit" / "run.yaml").read_text(encoding="utf-8"))
+        train = yaml.safe_load(RunDir.of(stage_dir).run_file.read_text(encoding="utf-8"))
         train = train["config"]["train"]
         assert isinstance(train, dict)
     except (OSError, TypeError, KeyError, AssertionError, yaml.YAMLError):

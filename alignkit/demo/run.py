@@ -216,7 +216,7 @@ def completed_stage(stage_dir: Path, previous: dict[str, Any], stage: str) -> di
     """What a finished earlier run of a stage left: ``{"seconds", "when"}``, or None when the stage must
     train (never run, stopped, or failed). The seconds are those the summary of that run recorded (else the
     Trainer's own train_runtime); ``when`` is when it completed."""
-    status = _read_json(Path(stage_dir) / "alignkit" / "status.json")
+    status = RunDir.of(stage_dir).read_status()
     if status.get("state") != "completed":
         return None
     seconds = previous.get(f"{stage}_seconds") if previous.get(f"{stage}_dir") == str(stage_dir) else None

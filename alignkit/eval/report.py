@@ -165,11 +165,15 @@ def collect_run(run_dir: Path, label: str | None = None) -> RunData:
 def is_run(d: Path) -> bool:
     """A training run's output dir: alignkit's run record, or the Trainer's state (own or a checkpoint's)."""
     d = Path(d)
-    return (d / "alignkit" / "run.yaml").is_file() or find_trainer_state(d) is not None
+    from alignkit.launch.run import RunDir
+
+    return RunDir.of(d).run_file.is_file() or find_trainer_state(d) is not None
 
 
 def _started(d: Path) -> float:
-    for marker in (d / "alignkit" / "run.yaml", find_trainer_state(d)):
+    from alignkit.launch.run import RunDir
+
+    for marker in (RunDir.of(d).run_file, find_trainer_state(d)):
         if marker is not None and marker.is_file():
             return marker.stat().st_mtime
     return d.stat().st_mtime

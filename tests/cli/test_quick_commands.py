@@ -41,7 +41,7 @@ def test_env_reports_gpus_without_importing_torch(tmp_path, tiny_env):
 
 
 def test_gpu_info_from_nvidia_smi(tmp_path, monkeypatch):
-    from alignkit.commands.envinfo import gpu_info
+    from alignkit.envinfo import gpu_info
 
     monkeypatch.setenv("PATH", _fake_smi(tmp_path, "0, NVIDIA H100 80GB HBM3, 9.0\n1, Tesla V100-SXM2-16GB, 7.0\n")
                        + os.pathsep + os.environ["PATH"])

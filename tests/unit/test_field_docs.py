@@ -45,9 +45,8 @@ def test_every_url_in_the_field_docs_is_well_formed():
 
 def test_config_fields_shows_a_markdown_link_whole():
     """rich markup ate `[paper]` of `[paper](https://...)`: the table showed `in the (https://...)`."""
-    out = subprocess.run([sys.executable, "-m", "alignkit", "config", "fields", "train", "--task", "dpo",
-                          "--search", "beta"], capture_output=True, text=True,
-                         env={"COLUMNS": "400", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}).stdout
+    out = run_cli("config", "fields", "train", "--task", "dpo", "--search", "beta", env={"PATH": "/usr/bin:/bin"},
+                  env_extra={"COLUMNS": "400"}).stdout
     assert "the paper (https://huggingface.co/papers/2310.12036)" in out, out
     assert "the (https://" not in out
 
