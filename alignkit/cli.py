@@ -69,7 +69,7 @@ SUMMARIES = {
     "mix": "Data mixtures: preview, build, decontaminate.",
     "eval": "Evaluate a model: MT-Bench, AlpacaEval, prefs, loss, lm-eval.",
     "slurm": "The same launch on a Slurm cluster, preemption-safe.",
-    "aif": "AI-feedback data the Zephyr way: distill, generate, judge.",
+    "aif": "AI-feedback data: distill, generate, judge, binarize.",
 }
 
 
