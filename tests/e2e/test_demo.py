@@ -33,8 +33,7 @@ def test_demo_shows_dpo_changing_the_preference(tmp_path, tiny_env):
     assert f"alignkit report {out}" in shown.split("next steps:")[-1]
 
     # again: nothing trains again, the screen says what was kept, summary.json keeps the real timings
-    again = subprocess.run([sys.executable, "-m", "alignkit", "demo", "--output", str(out)], env=tiny_env,
-                           capture_output=True, text=True, timeout=900)
+    again = run_cli("demo", "--output", out, env=tiny_env, timeout=900)
     assert again.returncode == 0, again.stderr[-4000:]
     shown = again.stdout + again.stderr
     for stage in ("SFT", "DPO"):
