@@ -52,14 +52,14 @@ def _exe(name: str, module_fallback: list[str]) -> list[str]:
     return [found] if found else [sys.executable, *module_fallback]
 
 
-def _time(argv: list[str], runs: int, env: dict[str, str]) -> dict:
+def _time(argv: list[str], runs: int, env: dict[str, str], cwd: str | None = None) -> dict:
     start = time.perf_counter()
-    subprocess.run(argv, capture_output=True, env=env, timeout=600)  # warm the file cache, not counted
+    subprocess.run(argv, capture_output=True, env=env, timeout=600, cwd=cwd)  # warm the file cache, not counted
     first = time.perf_counter() - start
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, env=env, timeout=600)
+        proc = subprocess.run(argv, capture_output=True, env=env, timeout=600, cwd=cwd)
         times.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr.decode()[-2000:]}")
@@ -99,8 +99,10 @@ def main() -> int:
     before = {}
     for key, label, tail in (("preview", cases[3][0], PREVIEW_ARGS), ("env", cases[4][0], ["env"])):
         if args.baseline:
-            base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-            b = _time([sys.executable, "-m", "alignkit", *tail], max(3, args.runs // 2), base_env)["median"]
+            base = str(args.baseline.resolve())
+            # run from the baseline checkout: `python -m` puts the current directory first on sys.path
+            b = _time([sys.executable, "-m", "alignkit", *tail], max(3, args.runs // 2), {**env, "PYTHONPATH": base},
+                      cwd=base)["median"]
             source = f"--baseline {args.baseline}"
         else:
             b, source = BEFORE[key], "issue 16 (quiet 2-core machine)"
