@@ -11,6 +11,7 @@ import sys
 import typer
 
 from alignkit import __version__
+from alignkit.commands.options import set_metavars
 
 app = typer.Typer(
     name="alignkit",
@@ -53,7 +54,34 @@ def _register_all() -> None:
         import_module(f"alignkit.commands.{name}").register(app)
 
 
+#: the line each command gets in `alignkit --help` (typer would cut a longer first sentence with "...")
+SUMMARIES = {
+    "sft": "Supervised fine-tuning, step 1 (TRL's SFTTrainer).",
+    "dpo": "Direct preference optimization, step 2 (TRL's DPOTrainer).",
+    "validate": "Check a config or recipe: every problem at once.",
+    "env": "Versions, GPUs and accelerate config, for bug reports.",
+    "demo": "A tiny SFT then DPO on this CPU, with before/after numbers.",
+    "merge": "Merge a LoRA/QLoRA adapter into its base model.",
+    "report": "Curves and eval results of runs, side by side.",
+    "plan": "Per-GPU memory of a run, and what would make it fit.",
+    "recipes": "The shipped recipes: list, show resolved, copy to edit.",
+    "config": "The config schema: every key, its type and default.",
+    "mix": "Data mixtures: preview, build, decontaminate.",
+    "eval": "Evaluate a model: MT-Bench, AlpacaEval, prefs, loss, lm-eval.",
+    "slurm": "The same launch on a Slurm cluster, preemption-safe.",
+    "aif": "AI-feedback data: distill, generate, judge, binarize.",
+}
+
+
+def _summarize(t: typer.Typer) -> None:
+    for info in [*t.registered_commands, *t.registered_groups]:
+        if info.name in SUMMARIES and not info.short_help:
+            info.short_help = SUMMARIES[info.name]
+
+
 _register_all()
+_summarize(app)
+set_metavars(app)
 
 
 # --------------------------------------------------------------------------- entry point

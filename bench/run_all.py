@@ -136,6 +136,8 @@ def summary_rows(recs: dict[str, dict]) -> list[str]:
             out.append(_row("CLI", "`alignkit --help` / `trl sft --help`", f"{cli['help_vs_trl']:.3f}x",
                             f"<= {cli.get('help_vs_trl_target', 0.2)}x",
                             _status(cli["help_vs_trl"] <= cli.get("help_vs_trl_target", 0.2))))
+        for command, b in (cli.get("before") or {}).items():
+            out.append(_row("CLI", f"`{command}`: before / now", f"{b['speedup']:.1f}x", "reported", "-"))
     mix = recs.get("mix") or {}
     if mix.get("status") == "ok":  # bench_mix.py prints text: read its two verdict lines
         m = re.search(r"speed-up \(median wall\)\s*:\s*([\d.]+)\s*x", mix.get("stdout", ""))
@@ -197,6 +199,9 @@ def section(name: str, rec: dict) -> list[str]:
         if "help_vs_trl" in d:
             lines += ["", f"`alignkit --help` / `trl sft --help` = {d['help_vs_trl']:.3f} "
                       f"(target <= {d.get('help_vs_trl_target', 0.2)})."]
+        for command, b in (d.get("before") or {}).items():
+            lines.append(f"`{command}`: {b['now']:.2f} s now, {b['before']:.2f} s before ({b['source']}): "
+                         f"{b['speedup']:.1f}x faster.")
         lines.append("")
     elif name == "overhead" and d:
         lines += [_row("", "alignkit", "plain TRL", "ratio", "target"), _row(*["---"] * 5)]

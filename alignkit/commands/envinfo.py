@@ -31,7 +31,9 @@ def show(as_json: bool) -> None:
 
 
 def env_command(as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False) -> None:
-    """Versions, GPUs and accelerate's default config, for bug reports."""
+    """Versions, GPUs and accelerate config, for bug reports.
+
+    Versions, GPUs (nvidia-smi: torch is not imported) and accelerate's default config, for bug reports."""
     show(as_json=as_json)
 
 

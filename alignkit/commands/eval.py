@@ -358,18 +358,26 @@ def lm_eval_cmd(
 
 
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run output directories to compare.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where report.md and the PNG plots go.")] = Path("report"),
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run output directories to compare, one column each; a directory of runs (runs/demo) stands for "
+             "its runs.", show_default=False, metavar="RUN_DIR...")],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", metavar="DIR", help="Where report.md and the PNG plots go (default: <first run>/report).")] = None,
 ) -> None:
-    """Loss/reward curves and eval results of several runs: PNG plots and a Markdown table."""
+    """Curves and eval results of runs, side by side (PNG + Markdown).
+
+    Loss/reward curves and eval results of several runs: PNG plots and a Markdown table, one column per run."""
     from alignkit.eval.report import make_report
 
     res = make_report(list(run_dirs), output)
     console = _console()
+    for parent, names in res.get("expanded", {}).items():
+        console.print(f"{parent} holds {len(names)} runs: {', '.join(names)} (one column each)", markup=False,
+                      highlight=False)
     console.print(Path(res["report"]).read_text(encoding="utf-8"), markup=False, highlight=False)
-    console.print(f"report: {res['report']}")
+    console.print(f"report: {res['report']}", markup=False, highlight=False)
     for p in res["plots"]:
-        console.print(f"plot: {p}")
+        console.print(f"plot: {p}", markup=False, highlight=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -7,7 +7,7 @@ default stays with each parameter): ``alignkit mix preview|build|decontaminate``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -69,3 +69,80 @@ RetryOpt = Annotated[int, typer.Option("--max-retries", min=0, help="Retries per
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds per HTTP request.")]
 TestSizeOpt = Annotated[str, typer.Option("--test-size", help="Rows for the test splits: a count (200) or a fraction (0.05); 0 = none.")]
 AifOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace --output even if alignkit aif did not write it.")]
+
+
+# -- help text: placeholders instead of Python types ---------------------------------------------------
+
+_TYPE_METAVARS = {int: "N", float: "NUM"}
+#: placeholders by option name where the type alone says too little (or the name is too long to repeat)
+_NAMED_METAVARS = {"config": "FILE", "data": "FILE", "eval": "FILE", "decontaminate": "FILE", "env-setup": "FILE",
+                   "output": "DIR", "truncation-mode": "MODE", "attn-implementation": "IMPL",
+                   "model-api-key-env": "NAME", "api-key-env": "NAME", "judge-api-key-env": "NAME",
+                   "job-name": "NAME", "chat-template": "TEMPLATE", "sbatch-arg": "ARG"}
+
+
+def _base_type(annotation: Any) -> Any:
+    """``Optional[List[Path]]`` -> ``Path``: the type one value on the command line has."""
+    import types
+    import typing
+
+    while True:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = args[0]
+        elif origin in (typing.Union, types.UnionType, list, List):
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _metavar(info: Any, param_name: str, annotation: Any) -> str | None:
+    base = _base_type(annotation)
+    if base is bool:
+        return None
+    if isinstance(info, typer.models.ArgumentInfo):
+        return param_name.upper()
+    longs = [d for d in (info.param_decls or ()) if isinstance(d, str) and d.startswith("--")]
+    name = (longs[0][2:] if longs else param_name.replace("_", "-")).split("/")[0]
+    if name in _NAMED_METAVARS:
+        return _NAMED_METAVARS[name]
+    if base in _TYPE_METAVARS:
+        return _TYPE_METAVARS[base]
+    if isinstance(base, type) and issubclass(base, Path):
+        return "PATH"
+    return name.replace("-", "_").upper() if len(name) <= 12 else "VALUE"
+
+
+def set_metavars(app: typer.Typer) -> None:
+    """Give every option and argument that has no ``metavar=`` a placeholder (``--config FILE``,
+    ``--num-gpus N``, ``--recipe RECIPE``, ``merge ADAPTER``) instead of typer's ``<list[Path]>``, ``<str>``
+    and ``{adapter}``. Runs once, after the commands are registered and before typer builds them."""
+    import inspect
+    import typing
+
+    def commands(t: typer.Typer):
+        for c in t.registered_commands:
+            yield c.callback
+        for g in t.registered_groups:
+            if g.typer_instance is not None:
+                yield from commands(g.typer_instance)
+
+    for fn in commands(app):
+        if fn is None:
+            continue
+        hints = typing.get_type_hints(fn, include_extras=True)
+        for name, param in inspect.signature(fn).parameters.items():
+            annotation = hints.get(name, param.annotation)
+            infos = [m for m in getattr(annotation, "__metadata__", ())
+                     if isinstance(m, typer.models.ParameterInfo)]
+            if isinstance(param.default, typer.models.ParameterInfo):
+                infos.append(param.default)
+            for info in infos:
+                if info.metavar is None:
+                    info.metavar = _metavar(info, name, annotation)
+        # with `from __future__ import annotations` every evaluation of the string annotations builds new
+        # OptionInfo objects: keep the evaluated ones, so that typer reads the metavars set here
+        fn.__annotations__ = {**fn.__annotations__, **hints}

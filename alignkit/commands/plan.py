@@ -79,6 +79,11 @@ def run(task: str, *, recipe: str | None, profile: str | None, config_files: lis
     return 0 if plan.fits else EXIT_DOES_NOT_FIT
 
 
+def _gib(x: float) -> str:
+    """24 -> "24", 23.6 -> "23.6": a memory size as given, without a made-up decimal."""
+    return f"{x:.0f}" if abs(x - round(x)) < 0.05 else f"{x:.1f}"
+
+
 def render(plan: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -102,7 +107,7 @@ def render(plan: Any) -> None:
     head.add_row("batch", f"{s.micro_batch} per device x {s.grad_accum} accumulation x {s.world_size} = "
                  f"{s.global_batch}; {s.rows} rows x {s.max_length} tokens per forward"
                  + (" (chosen + rejected)" if s.task == "dpo" else ""))
-    head.add_row("memory", f"{plan.mem_gib:.1f} GiB per {where} ({escape(plan.mem_source)})")
+    head.add_row("memory", f"{_gib(plan.mem_gib)} GiB per {where} ({escape(plan.mem_source)})")
     con.print(head)
 
     t = Table(title=f"per {where} (GiB)", title_justify="left")
@@ -134,10 +139,10 @@ def render(plan: Any) -> None:
     share = plan.total_gib / plan.mem_gib
     if plan.fits:
         tight = " [yellow](tight: little room for longer rows or fragmentation)[/yellow]" if share > 0.9 else ""
-        con.print(f"[bold green]fits[/bold green]: {plan.total_gib:.1f} of {plan.mem_gib:.1f} GiB per {where} "
+        con.print(f"[bold green]fits[/bold green]: {plan.total_gib:.1f} of {_gib(plan.mem_gib)} GiB per {where} "
                   f"({share:.0%}){tight}")
     else:
-        con.print(f"[bold red]does not fit[/bold red]: {plan.total_gib:.1f} GiB needed, {plan.mem_gib:.1f} GiB "
+        con.print(f"[bold red]does not fit[/bold red]: {plan.total_gib:.1f} GiB needed, {_gib(plan.mem_gib)} GiB "
                   f"per {where}")
         if plan.suggestions:
             con.print("to make it fit (each alone):")

@@ -135,6 +135,7 @@ def fields(task: str, section: str | None, search: str | None) -> None:
     if section and section not in SECTIONS:
         raise ConfigError(Problem("section", f"unknown section '{section}'", f"use one of {', '.join(SECTIONS)}"))
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=f"{task} config keys", title_justify="left", show_lines=False)
     t.add_column("key", no_wrap=True)  # whole, to copy as --key=value
@@ -147,8 +148,19 @@ def fields(task: str, section: str | None, search: str | None) -> None:
             if search and search not in key:
                 continue
             default = "required" if f.is_required() else _scalar(f.get_default(call_default_factory=True))
-            t.add_row(key, _type_name(f.annotation), default, (f.description or "")[:300])
+            t.add_row(key, _type_name(f.annotation), default, Text(describe(f.description or "")))
     ui.out_console().print(t)
+
+
+def describe(text: str, limit: int = 300) -> str:
+    """A field description for the terminal: Markdown links as ``text (url)`` (rich markup would eat the
+    ``[text]``), cut at a word boundary, so that a URL is shown whole or not at all."""
+    import re
+
+    text = " ".join(re.sub(r"\[([^\]]+)\]\((https?://[^)\s]+)\)", r"\1 (\2)", text).split())
+    if len(text) <= limit:
+        return text
+    return text[: text.rfind(" ", 0, limit)].rstrip(" ,;:") + " …"
 
 
 def _type_name(annotation: Any) -> str:

@@ -106,9 +106,9 @@ def _write_shards(jobs: list, directory: Path, threads: int) -> None:
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, *, trust_remote_code: bool = False):
     try:
-        from transformers import AutoTokenizer
+        from alignkit.data import tokclass
 
-        return AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+        return tokclass.load(name_or_path, revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any loading failure is a config problem to fix
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(

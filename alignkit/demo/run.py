@@ -11,12 +11,16 @@ and measures on held-out demo data:
 * the preference accuracy (log p(chosen) > log p(rejected)) of the SFT model (= before DPO) and of
   the DPO model, plus the DPO model's implicit-reward accuracy against the SFT model.
 
-It writes into OUT: ``sft.log`` / ``dpo.log`` (each child's output), ``loss_curves.png`` (train loss
-per step of both stages, from their ``trainer_state.json``) and ``summary.json``; and prints a table.
+It writes into OUT: ``sft.log`` / ``dpo.log`` (each child's whole output; the screen gets one progress
+line per stage), ``demo.log`` (library warnings of its own measurements), ``loss_curves.png`` (the
+Trainer's losses of both stages, each named for what it measures) and ``summary.json``; and prints a table
+and the next steps. Run again, a stage an earlier run completed is kept (and said so, with its real time)
+unless ``overwrite``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +30,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
+from alignkit.demo.plot import (  # noqa: F401 - the plot's pieces, also reachable from here
+    HELDOUT_LOSS, find_trainer_state, load_log_history, loss_figure, plot_loss_curves)
 from alignkit.errors import Problem, RuntimeFailure
 from alignkit.fsutil import write_bytes_atomic
 from alignkit.launch.run import RunDir
@@ -43,94 +49,6 @@ def write_summary(summary: dict[str, Any], path: Path) -> Path:
     """Write ``summary`` as indented JSON, atomically."""
     write_bytes_atomic(Path(path), (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return Path(path)
-
-
-def find_trainer_state(stage_dir: Path) -> Path | None:
-    """``stage_dir/trainer_state.json``, else the one in the latest ``checkpoint-N`` directory."""
-    stage_dir = Path(stage_dir)
-    top = stage_dir / "trainer_state.json"
-    if top.is_file():
-        return top
-    best: tuple[int, Path] | None = None
-    for p in stage_dir.glob("checkpoint-*/trainer_state.json"):
-        try:
-            step = int(p.parent.name.split("-", 1)[1])
-        except ValueError:
-            continue
-        if best is None or step > best[0]:
-            best = (step, p)
-    return best[1] if best else None
-
-
-def load_log_history(stage_dir: Path) -> list[dict[str, Any]]:
-    """The Trainer's ``log_history`` of a stage's output directory ([] when there is none)."""
-    path = find_trainer_state(stage_dir)
-    if path is None:
-        return []
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    history = state.get("log_history") if isinstance(state, dict) else None
-    return [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
-
-
-def _series(history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
-    for h in history:
-        if key in h and "step" in h:
-            try:
-                x, y = float(h["step"]), float(h[key])
-            except (TypeError, ValueError):
-                continue
-            xs.append(x)
-            ys.append(y)
-    return xs, ys
-
-
-def plot_loss_curves(stage_dirs: dict[str, Path], out_png: Path) -> Path:
-    """One subplot per stage: train loss (and eval loss, if logged) against the step. Atomic PNG."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5 * max(1, len(stage_dirs)), 4), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, max(1, len(stage_dirs)), squeeze=False)[0]
-    for ax, (name, d) in zip(axes, stage_dirs.items()):
-        history = load_log_history(d)
-        xs, ys = _series(history, "loss")
-        ax.set_title(f"{name.upper()}")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.grid(True, alpha=0.3)
-        if xs:
-            ax.plot(xs, ys, marker="o", markersize=3, label="train loss")
-        ex, ey = _series(history, "eval_loss")
-        if ex:
-            ax.plot(ex, ey, marker="s", linestyle="--", label="eval loss")
-        ax2 = None
-        ax_x, ax_y = _series(history, "rewards/accuracies")
-        if ax_x:
-            ax2 = ax.twinx()
-            ax2.plot(ax_x, ax_y, color="tab:green", alpha=0.6, label="reward accuracy")
-            ax2.set_ylim(-0.05, 1.05)
-            ax2.set_ylabel("reward accuracy")
-        if not xs and not ex:
-            ax.text(0.5, 0.5, "no trainer_state.json log", ha="center", va="center", transform=ax.transAxes)
-        else:
-            handles, labels = ax.get_legend_handles_labels()
-            if ax2 is not None:
-                h2, l2 = ax2.get_legend_handles_labels()
-                handles, labels = handles + h2, labels + l2
-            ax.legend(handles, labels, loc="upper right", fontsize="small")
-    fig.suptitle("alignkit demo: training loss")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_bytes_atomic(Path(out_png), buf.getvalue())
-    return Path(out_png)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -155,7 +73,7 @@ def metrics_table(summary: dict[str, Any]):
     t.add_column("after", justify="right")
     t.add_column("stage")
     t.add_row(
-        "eval loss (assistant tokens)",
+        HELDOUT_LOSS,
         _fmt(summary.get("sft_eval_loss_before")),
         _fmt(summary.get("sft_eval_loss_after")),
         "SFT",
@@ -189,13 +107,20 @@ def run_stage(
     *,
     console=None,
     env: dict[str, str] | None = None,
+    interval: float = 15.0,
 ) -> float:
-    """Run one child process, streaming its output into ``log_path`` with a spinner; seconds taken.
+    """Run one child process, its whole output into ``log_path``; seconds taken.
 
-    A non-zero exit is a RuntimeFailure that quotes the last lines of the log.
+    The screen gets one line about the stage (``sft: step 40/100, loss 1.23``), never the child's raw
+    output (library warnings stay in the log): a spinner on a terminal, else the line every ``interval``
+    seconds. A non-zero exit is a RuntimeFailure that quotes the last lines of the log.
     """
+    import select
+
     from rich.console import Console
     from rich.markup import escape
+
+    from alignkit.demo.progress import StageProgress
 
     console = console or Console(stderr=True)
     log_path = Path(log_path)
@@ -203,8 +128,13 @@ def run_stage(
     tail: deque[str] = deque(maxlen=15)
     child_env = dict(os.environ if env is None else env)
     child_env.setdefault("PYTHONUNBUFFERED", "1")
+    progress = StageProgress(name, interval=interval)
     start = time.monotonic()
-    with open(log_path, "w", encoding="utf-8") as log, console.status(f"[bold]{name}[/]: starting") as status:
+    tty = console.is_terminal
+    spinner = console.status(f"[bold]{name}[/]: starting") if tty else contextlib.nullcontext()
+    if not tty:
+        console.print(f"{name}: started, output in {log_path}", markup=False, highlight=False, soft_wrap=True)
+    with open(log_path, "w", encoding="utf-8") as log, spinner as status:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         try:
@@ -219,19 +149,26 @@ def run_stage(
         pending = ""
         try:
             while True:
-                chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
-                if not chunk:
-                    break
-                text = chunk.decode("utf-8", errors="replace")
-                log.write(text)
-                log.flush()
-                pending += text
-                *done, pending = pending.replace("\r", "\n").split("\n")
-                for line in done:
-                    if line.strip():
-                        tail.append(line.rstrip())
-                shown = (pending.strip() or (tail[-1] if tail else ""))[-100:]
-                status.update(f"[bold]{name}[/] ({time.monotonic() - start:.0f} s): {escape(shown)}")
+                ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+                if ready:
+                    chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+                    if not chunk:
+                        break
+                    text = chunk.decode("utf-8", errors="replace")
+                    log.write(text)
+                    log.flush()
+                    progress.feed(text)
+                    pending += text
+                    *done, pending = pending.replace("\r", "\n").split("\n")
+                    for line in done:
+                        if line.strip():
+                            tail.append(line.rstrip())
+                if tty:
+                    status.update(f"[bold]{name}[/] {escape(progress.line()[len(name) + 1:])}")
+                else:
+                    due = progress.due()
+                    if due:
+                        console.print(due, markup=False, highlight=False, soft_wrap=True)
             rc = proc.wait()
         except BaseException:
             proc.terminate()
@@ -275,6 +212,65 @@ def _load_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def completed_stage(stage_dir: Path, previous: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """What a finished earlier run of a stage left: ``{"seconds", "when"}``, or None when the stage must
+    train (never run, stopped, or failed). The seconds are those the summary of that run recorded (else the
+    Trainer's own train_runtime); ``when`` is when it completed."""
+    status = RunDir.of(stage_dir).read_status()
+    if status.get("state") != "completed":
+        return None
+    seconds = previous.get(f"{stage}_seconds") if previous.get(f"{stage}_dir") == str(stage_dir) else None
+    if not isinstance(seconds, (int, float)):
+        seconds = next((h["train_runtime"] for h in reversed(load_log_history(stage_dir))
+                        if isinstance(h.get("train_runtime"), (int, float))), None)
+    when = previous.get(f"{stage}_trained_at") if previous.get(f"{stage}_dir") == str(stage_dir) else None
+    return {"seconds": seconds, "when": when or str(status.get("time", "")).replace("T", " ")[:16] or None}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextlib.contextmanager
+def quiet_libraries(log_path: Path):
+    """The parent's own measurements load models with transformers: their warnings (FutureWarning and
+    friends, warnings.warn or logging) go to ``log_path`` (the demo's ``demo.log``), not between its lines."""
+    import logging
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, open(log_path, "a", encoding="utf-8") as log:
+        warnings.simplefilter("always")
+        handler = logging.StreamHandler(log)
+        libs = [logging.getLogger(n) for n in ("transformers", "torch", "datasets", "accelerate")]
+        saved = [(lg.handlers[:], lg.propagate) for lg in libs]
+        for lg in libs:
+            lg.handlers, lg.propagate = [handler], False
+        try:
+            yield
+        finally:
+            for lg, (handlers, propagate) in zip(libs, saved):
+                lg.handlers, lg.propagate = handlers, propagate
+            for w in caught:
+                log.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
+
+
+def next_steps(out: Path) -> str:
+    """What to do after the demo: the report, the real recipe's dry run, where the logs are."""
+    return "\n".join([
+        "next steps:",
+        f"  both runs' curves side by side (into {out / 'sft' / 'report'}):",
+        f"    alignkit report {out}",
+        "  the real recipe's plan, on any machine (nothing starts):",
+        "    alignkit sft --recipe zephyr-7b-beta --profile full --dry-run",
+        f"  each stage's full output: {out / 'sft.log'}, {out / 'dpo.log'}",
+        "  train both stages again from scratch: alignkit demo --overwrite",
+    ])
+
+
 def run_demo(
     output_dir: Path,
     *,
@@ -283,9 +279,13 @@ def run_demo(
     sft_args: Sequence[str] = (),
     dpo_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    overwrite: bool = False,
+    interval: float = 15.0,
 ) -> dict[str, Any]:
     """Run the demo into ``output_dir`` and return the summary (also written to summary.json).
 
+    A stage that an earlier run completed is not trained again (its timings are kept) unless ``overwrite``:
+    then both train from scratch. When SFT trains, DPO trains again too (its start point changed).
     ``sft_args`` / ``dpo_args`` are appended to the child command lines (e.g. ``--max_steps 5``);
     ``env`` replaces the children's environment (default: this process's).
     """
@@ -298,39 +298,56 @@ def run_demo(
     out = Path(output_dir).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
     sft_dir, dpo_dir = out / "sft", out / "dpo"
+    previous = _read_json(out / SUMMARY_FILE)
+    demo_log = out / "demo.log"
 
-    with console.status("building the demo model and data"):
+    with console.status("building the demo model and data"), quiet_libraries(demo_log):
         # where the children will look for `demo:` paths
         assets = ensure_demo_assets(demo_root(env) if env is not None else None)
     console.print(f"demo assets: {assets.root}" + (" (built)" if assets.built else " (cached)"))
     sft_test = _load_jsonl(assets.sft_test)
     prefs_test = _load_jsonl(assets.prefs_test)
 
-    with console.status("measuring the untrained model"):
+    with console.status("measuring the untrained model"), quiet_libraries(demo_log):
         base_loss = eval_loss(assets.model_dir, sft_test)
         base_pref = preference_metrics(assets.model_dir, prefs_test)
 
     common = ["--recipe", "tiny", "--profile", "cpu"]
-    sft_cmd = [python, "-m", "alignkit", "sft", *common, "--output_dir", str(sft_dir), *sft_args]
-    sft_seconds = run_stage("sft", sft_cmd, out / "sft.log", console=console, env=env)
-    console.print(f"SFT done in {sft_seconds:.1f} s -> {sft_dir}")
+    timings: dict[str, dict[str, Any]] = {}
+    retrain = overwrite
+    for stage, stage_dir, extra in (("sft", sft_dir, sft_args), ("dpo", dpo_dir, dpo_args)):
+        done = None if retrain else completed_stage(stage_dir, previous, stage)
+        if done is not None:
+            took = f"trained in {done['seconds']:.0f} s" if isinstance(done["seconds"], (int, float)) else "trained"
+            when = f" on {done['when']}" if done["when"] else ""
+            console.print(f"{stage.upper()} already complete ({took}{when}), skipped: {stage_dir}  "
+                          "(alignkit demo --overwrite trains again)", markup=False, highlight=False, soft_wrap=True)
+            timings[stage] = {**done, "skipped": True}
+            continue
+        cmd = [python, "-m", "alignkit", stage, *common]
+        if stage == "dpo":
+            cmd += ["--model_name_or_path", str(sft_dir)]
+        cmd += ["--output_dir", str(stage_dir), *(["--overwrite"] if retrain else []), *extra]
+        seconds = run_stage(stage, cmd, out / f"{stage}.log", console=console, env=env, interval=interval)
+        timings[stage] = {"seconds": seconds, "when": time.strftime("%Y-%m-%d %H:%M"), "skipped": False}
+        console.print(f"{stage.upper()} trained in {seconds:.1f} s -> {stage_dir}", markup=False, highlight=False, soft_wrap=True)
+        retrain = True  # a new SFT model: the DPO on top of the old one is stale
 
-    with console.status("measuring the SFT model"):
+    with console.status("measuring the SFT model"), quiet_libraries(demo_log):
         sft_loss = eval_loss(sft_dir, sft_test)
         sft_pref = preference_metrics(sft_dir, prefs_test)
 
-    dpo_cmd = [python, "-m", "alignkit", "dpo", *common, "--model_name_or_path", str(sft_dir),
-               "--output_dir", str(dpo_dir), *dpo_args]  # fmt: skip
-    dpo_seconds = run_stage("dpo", dpo_cmd, out / "dpo.log", console=console, env=env)
-    console.print(f"DPO done in {dpo_seconds:.1f} s -> {dpo_dir}")
-
-    with console.status("measuring the DPO model"):
+    with console.status("measuring the DPO model"), quiet_libraries(demo_log):
         dpo_pref = preference_metrics(dpo_dir, prefs_test, ref_model_dir=sft_dir, beta=dpo_beta(dpo_dir))
 
-    plot = plot_loss_curves({"sft": sft_dir, "dpo": dpo_dir}, out / PLOT_FILE)
+    last_sft_step = max((h["step"] for h in load_log_history(sft_dir) if isinstance(h.get("step"), (int, float))),
+                        default=None)
+    heldout = {"sft": [(0, base_loss["loss"])] + ([(last_sft_step, sft_loss["loss"])] if last_sft_step else [])}
+    plot = plot_loss_curves({"sft": sft_dir, "dpo": dpo_dir}, out / PLOT_FILE, heldout=heldout)
     summary: dict[str, Any] = {
         "sft_eval_loss_before": base_loss["loss"],
         "sft_eval_loss_after": sft_loss["loss"],
+        "sft_eval_loss_tokens": "assistant tokens only",
         "sft_eval_tokens": sft_loss["tokens"],
         "pref_accuracy_untrained": base_pref["accuracy_logp"],
         "pref_accuracy_before_dpo": sft_pref["accuracy_logp"],
@@ -342,8 +359,12 @@ def run_demo(
         "reward_beta": dpo_pref["beta"],
         "n_sft_test": len(sft_test),
         "n_prefs_test": len(prefs_test),
-        "sft_seconds": sft_seconds,
-        "dpo_seconds": dpo_seconds,
+        "sft_seconds": timings["sft"]["seconds"],
+        "dpo_seconds": timings["dpo"]["seconds"],
+        "sft_trained_at": timings["sft"]["when"],
+        "dpo_trained_at": timings["dpo"]["when"],
+        "sft_skipped": timings["sft"]["skipped"],
+        "dpo_skipped": timings["dpo"]["skipped"],
         "sft_dir": str(sft_dir),
         "dpo_dir": str(dpo_dir),
         "loss_plot": str(plot),
@@ -351,5 +372,6 @@ def run_demo(
     }
     write_summary(summary, out / SUMMARY_FILE)
     console.print(metrics_table(summary))
-    console.print(f"loss curves: {plot}\nsummary: {out / SUMMARY_FILE}")
+    console.print(f"loss curves: {plot}\nsummary: {out / SUMMARY_FILE}", markup=False, highlight=False, soft_wrap=True)
+    console.print(next_steps(out), markup=False, highlight=False, soft_wrap=True)
     return summary

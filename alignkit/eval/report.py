@@ -7,7 +7,9 @@ For each run directory it reads
 * eval results: every ``results.json`` below the run dir written by ``alignkit eval``
   (``benchmark`` = ``mt-bench``, ``alpaca-eval``, ``prefs``, ``loss``, ``lm-eval``).
 
-It writes PNG plots (matplotlib, Agg) and ``report.md`` (tables) into the output directory.
+A directory that is not a run itself but holds runs (``runs/demo`` with ``sft/`` and ``dpo/``) stands for
+those runs, one column each: runs are never merged. It writes PNG plots (matplotlib, Agg) and ``report.md``
+(tables) into the output directory: ``<first run>/report`` unless one is given.
 """
 
 from __future__ import annotations
@@ -160,6 +162,52 @@ def collect_run(run_dir: Path, label: str | None = None) -> RunData:
     return run
 
 
+def is_run(d: Path) -> bool:
+    """A training run's output dir: alignkit's run record, or the Trainer's state (own or a checkpoint's)."""
+    d = Path(d)
+    from alignkit.launch.run import RunDir
+
+    return RunDir.of(d).run_file.is_file() or find_trainer_state(d) is not None
+
+
+def _started(d: Path) -> float:
+    from alignkit.launch.run import RunDir
+
+    for marker in (RunDir.of(d).run_file, find_trainer_state(d)):
+        if marker is not None and marker.is_file():
+            return marker.stat().st_mtime
+    return d.stat().st_mtime
+
+
+def runs_under(d: Path) -> list[Path]:
+    """The runs a directory of runs holds (its subdirs that are runs), oldest first; [] for anything else."""
+    d = Path(d)
+    if not d.is_dir() or is_run(d):
+        return []
+    subs = [c for c in d.iterdir() if c.is_dir() and is_run(c)]
+    return sorted(subs, key=lambda c: (_started(c), c.name))
+
+
+def expand_run_dirs(run_dirs: list[Path]) -> list[Path]:
+    """Each directory of runs replaced by its runs; a directory that holds runs and loose results of its own
+    (TensorBoard logs, eval results beside the runs) is refused: which column would they belong to?"""
+    out: list[Path] = []
+    for p in map(Path, run_dirs):
+        subs = runs_under(p)
+        if not subs:
+            out.append(p)
+            continue
+        loose = [f for f in p.iterdir() if f.is_file() and (f.name == "results.json" or
+                                                            f.name.startswith("events.out.tfevents."))]
+        if loose:
+            raise UsageError(Problem(
+                where=str(p), message="holds the runs " + ", ".join(s.name for s in subs) + " and results of its "
+                "own (" + ", ".join(f.name for f in loose[:3]) + ")",
+                fix="name the runs to compare: " + " ".join(str(s) for s in subs)))
+        out.extend(subs)
+    return out
+
+
 def _labels(run_dirs: list[Path]) -> list[str]:
     names = [p.resolve().name for p in run_dirs]
     out = []
@@ -187,34 +235,53 @@ def _save_png(fig, path: Path) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "v", "D", "x")
+
+
+def curve_styles(runs: list[RunData], metrics: list[str]) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(run label, metric) -> (colour, line style, marker) for every curve drawn in one plot. Every curve of
+    a plot looks different: one run, a colour per metric (train solid, eval dashed); several runs, a colour
+    per run and a line style and marker per metric."""
+    drawn = [(r.label, m) for r in runs for m in metrics if r.curves.get(m)]
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    if len({label for label, _ in drawn}) <= 1:
+        for i, (label, m) in enumerate(drawn):
+            out[(label, m)] = (f"C{i % 10}", "--" if m.startswith("eval_") else "-", _MARKERS[i % len(_MARKERS)])
+        return out
+    run_index = {r.label: i for i, r in enumerate(runs)}
+    for label, m in drawn:
+        j = metrics.index(m)
+        out[(label, m)] = (f"C{run_index[label] % 10}", _STYLES[j % len(_STYLES)], _MARKERS[j % len(_MARKERS)])
+    return out
+
+
 def _plot_curves(runs: list[RunData], metrics: list[str], title: str, path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    styles = curve_styles(runs, metrics)
+    if not styles:
+        return False
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    drawn = False
-    for i, run in enumerate(runs):
-        color = f"C{i % 10}"
-        for j, m in enumerate(metrics):
-            pts = run.curves.get(m)
-            if not pts:
+    for run in runs:
+        for m in metrics:
+            if (run.label, m) not in styles:
                 continue
-            xs, ys = zip(*pts)
-            style = "--" if m.startswith("eval_") else "-"
-            ax.plot(xs, ys, style, color=color, marker="o" if len(xs) < 30 else None, markersize=3,
-                    alpha=1.0 if j == 0 else 0.75, label=f"{run.label}: {m}")  # fmt: skip
-            drawn = True
-    if drawn:
-        ax.set_xlabel("step")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        _save_png(fig, path)
+            color, style, marker = styles[(run.label, m)]
+            xs, ys = zip(*run.curves[m])
+            ax.plot(xs, ys, linestyle=style, color=color, marker=marker if len(xs) < 30 else None, markersize=4,
+                    label=f"{run.label}: {m}")
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_png(fig, path)
     plt.close(fig)
-    return drawn
+    return True
 
 
 def _plot_evals(runs: list[RunData], path: Path) -> bool:
@@ -288,10 +355,21 @@ def _last(pts: Series | None) -> float | None:
     return pts[-1][1] if pts else None
 
 
-def make_report(run_dirs: list[Path], output: Path) -> dict[str, Any]:
-    """Collect every run, write PNGs and ``report.md`` into ``output``; returns what was written."""
+def default_output(run_dirs: list[Path]) -> Path:
+    """Where a report goes unless told: ``report/`` in the first run (never the current directory)."""
+    return Path(run_dirs[0]) / "report"
+
+
+def make_report(run_dirs: list[Path], output: Path | None = None) -> dict[str, Any]:
+    """Collect every run (a directory of runs counts as its runs), write PNGs and ``report.md`` into
+    ``output`` (default: ``<first run>/report``); returns what was written."""
     if not run_dirs:
         raise UsageError(Problem(where="RUN_DIR", message="no run directories given"))
+    for p in map(Path, run_dirs):
+        if not p.is_dir():
+            raise UsageError(Problem(where=str(p), message="not a directory", fix="give run output directories"))
+    given = [Path(p) for p in run_dirs]
+    run_dirs = expand_run_dirs(given)
     labels = _labels([Path(p) for p in run_dirs])
     runs = [collect_run(Path(p), label) for p, label in zip(run_dirs, labels)]
     if not any(r.curves or r.evals for r in runs):
@@ -302,7 +380,7 @@ def make_report(run_dirs: list[Path], output: Path) -> dict[str, Any]:
                 fix="point at the output_dir of a training run (or a dir holding `alignkit eval` results)",
             )
         )
-    output = Path(output)
+    output = Path(output) if output is not None else default_output(run_dirs)
     output.mkdir(parents=True, exist_ok=True)
     plots: list[str] = []
     for name, metrics in CURVE_GROUPS.items():
@@ -364,4 +442,6 @@ def make_report(run_dirs: list[Path], output: Path) -> dict[str, Any]:
     md += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     report = output / "report.md"
     write_atomic(report, "\n".join(md))
-    return {"report": str(report), "plots": [str(output / p) for p in plots], "runs": [r.label for r in runs]}
+    return {"report": str(report), "plots": [str(output / p) for p in plots], "runs": [r.label for r in runs],
+            "run_dirs": [str(r.path) for r in runs],
+            "expanded": {str(p): [s.name for s in runs_under(p)] for p in given if runs_under(p)}}

@@ -189,6 +189,7 @@ def plan_from_resolved(
     env = {"ACCELERATE_LOG_LEVEL": "info"}
     if resolved.profile.cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
+        env["DS_ACCELERATOR"] = "cpu"  # said, not guessed: DeepSpeed warns "Setting accelerator to CPU" otherwise
     for layer in resolved.layers:  # variables a config asked for (wandb_project → WANDB_PROJECT, …)
         env.update(layer.env)
     direct = (world == 1 and not resolved.profile.uses_deepspeed and resolved.config.launch.launcher == "auto"

@@ -259,3 +259,25 @@ def test_report_command(tmp_path):
     assert "| final train loss | 1 |" in stdout and (tmp_path / "rep" / "loss.png").is_file()
     code, _, _, exc = invoke(["report", str(tmp_path / "missing")])
     assert code == 2
+
+
+def test_report_of_a_directory_of_runs(tmp_path, monkeypatch):
+    """`alignkit report runs/demo`: the demo's SFT and DPO runs, one column each, written under the first run."""
+    demo = tmp_path / "runs" / "demo"
+    for name, hist in (("sft", [{"step": s, "loss": 2.0 / s} for s in (1, 2, 3, 4)]),
+                       ("dpo", [{"step": s, "loss": 2.0 - 0.1 * s, "rewards/margins": 0.1 * s,
+                                 "rewards/chosen": 0.05 * s, "rewards/rejected": -0.05 * s} for s in (1, 2)])):
+        (demo / name / "alignkit").mkdir(parents=True)
+        (demo / name / "alignkit" / "run.yaml").write_text(f"task: {name}\n")
+        (demo / name / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
+        os.utime(demo / name / "alignkit" / "run.yaml", (1000 + len(name), 1000 + (name == "dpo")))
+    monkeypatch.chdir(tmp_path)
+    code, stdout, _, exc = invoke(["report", "runs/demo"])
+    assert code == 0, exc
+    assert "runs/demo holds 2 runs: sft, dpo (one column each)" in stdout
+    assert "| metric | sft | dpo |" in stdout and "| steps logged | 4 | 2 |" in stdout
+    assert "| final rewards/margins | – | 0.2 |" in stdout
+    assert not (tmp_path / "report").exists()
+    out = demo / "sft" / "report"
+    assert (out / "report.md").is_file() and (out / "rewards_chosen_rejected.png").is_file()
+    assert f"report: {Path('runs/demo/sft/report/report.md')}" in stdout

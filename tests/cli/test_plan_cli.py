@@ -170,3 +170,12 @@ def test_wired_into_the_alignkit_cli():
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["fits"] is False
     assert "Traceback" not in proc.stderr
+
+
+def test_a_whole_memory_size_is_printed_as_given():
+    code, out, _ = invoke(*ZEPHYR, "--task", "sft", "--profile", "qlora", "--num-gpus", "1", "--gpu-mem-gb", "24")
+    assert code == 0, out
+    assert "24 GiB per GPU (--gpu-mem-gb)" in out and " of 24 GiB per GPU" in out
+    assert "24.0 GiB" not in out
+    code, out, _ = invoke(*ZEPHYR, "--task", "sft", "--profile", "qlora", "--num-gpus", "1", "--gpu-mem-gb", "23.5")
+    assert "23.5 GiB per GPU" in out

@@ -24,3 +24,22 @@ def test_demo_shows_dpo_changing_the_preference(tmp_path, tiny_env):
     assert "preference accuracy" in proc.stdout + proc.stderr
     for stage in ("sft", "dpo"):
         assert json.loads((out / stage / "alignkit" / "status.json").read_text())["state"] == "completed"
+        # DeepSpeed is told it runs on the CPU, so it does not open the run with its guess
+        assert "Setting accelerator to CPU" not in (out / f"{stage}.log").read_text()
+    shown = proc.stdout + proc.stderr
+    # not a terminal: each stage says where it is, one line at a time; library warnings stay in the logs
+    assert "sft: started" in shown and "dpo: started" in shown
+    assert "FutureWarning" not in shown and "warnings.warn(" not in shown
+    assert f"alignkit report {out}" in shown.split("next steps:")[-1]
+
+    # again: nothing trains again, the screen says what was kept, summary.json keeps the real timings
+    again = run_cli("demo", "--output", out, env=tiny_env, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    shown = again.stdout + again.stderr
+    for stage in ("SFT", "DPO"):
+        secs = summary[f"{stage.lower()}_seconds"]
+        assert f"{stage} already complete (trained in {secs:.0f} s on " in shown, shown
+    assert "done in" not in shown
+    kept = json.loads((out / "summary.json").read_text())
+    assert (kept["sft_seconds"], kept["dpo_seconds"]) == (summary["sft_seconds"], summary["dpo_seconds"])
+    assert kept["pref_accuracy_after_dpo"] == summary["pref_accuracy_after_dpo"]

@@ -133,7 +133,7 @@ CASES = [
     C("modifier-before-profile", ["sft", "--recipe", "tiny", "--profile", "cpu,qlora", "--dry-run"],
       ["--profile", "a modifier comes before qlora"], "--profile qlora,cpu"),
     C("gpus-cannot-keep-global-batch", [*DRY, "--num-gpus", "3"],
-      ["launch.global_batch_size", "16 cannot be split into 3 processes", "tiny/sft/full.yaml:31"],
+      ["launch.global_batch_size", "16 cannot be split into 3 processes", "tiny/sft/full.yaml:33"],
       "--launch.global_batch_size=null"),
     C("micro-batch-cannot-keep-global-batch", [*DRY, "--per_device_train_batch_size=5"],
       ["launch.global_batch_size", "x 5 per device"], "--per_device_train_batch_size in [1, 2, 4, 8, 16]",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alignkit.errors import DataError
+from alignkit.errors import DataError, UsageError
 from alignkit.eval import report
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -92,3 +92,61 @@ def test_empty_run_dir_is_a_data_error(tmp_path):
     with pytest.raises(DataError) as e:
         report.make_report([tmp_path / "empty"], tmp_path / "rep")
     assert "trainer_state.json" in str(e.value)
+
+
+def _record(d: Path) -> Path:
+    (d / "alignkit").mkdir(parents=True, exist_ok=True)
+    (d / "alignkit" / "run.yaml").write_text("task: x\n")
+    return d
+
+
+def test_a_directory_of_runs_is_its_runs_one_column_each(tmp_path):
+    demo = tmp_path / "demo"
+    sft = _record(sft_run(demo / "sft"))
+    dpo = dpo_run(demo / "dpo")  # a run without alignkit's record: its Trainer state says it is one
+    (demo / "sft.log").write_text("log\n")
+    res = report.make_report([demo])
+    assert res["runs"] == ["sft", "dpo"] and res["run_dirs"] == [str(sft), str(dpo)]
+    assert res["expanded"] == {str(demo): ["sft", "dpo"]}
+    md = Path(res["report"]).read_text()
+    assert "| metric | sft | dpo |" in md
+    assert "| steps logged | 4 | 3 |" in md  # never SFT's steps beside DPO's rewards in one column
+    assert "| final rewards/margins | – | 0.61 |" in md
+    assert Path(res["report"]).parent == sft / "report"  # under the first run, not the current directory
+
+
+def test_report_goes_under_the_first_run_unless_told(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = sft_run(tmp_path / "a")
+    res = report.make_report([run])
+    assert Path(res["report"]) == run / "report" / "report.md"
+    assert not (tmp_path / "report").exists()
+    res = report.make_report([run], tmp_path / "elsewhere")
+    assert Path(res["report"]) == tmp_path / "elsewhere" / "report.md"
+
+
+def test_a_directory_of_runs_with_results_of_its_own_is_refused_with_the_list(tmp_path):
+    demo = tmp_path / "demo"
+    sft_run(demo / "sft")
+    dpo_run(demo / "dpo")
+    (demo / "results.json").write_text(json.dumps({"benchmark": "prefs", "accuracy_reward": 0.5}))
+    with pytest.raises(UsageError) as e:
+        report.make_report([demo])
+    msg = str(e.value)
+    assert "holds the runs sft, dpo" in msg or "holds the runs dpo, sft" in msg
+    assert str(demo / "sft") in msg and str(demo / "dpo") in msg
+
+
+def test_chosen_and_rejected_are_drawn_differently(tmp_path):
+    one = report.RunData(path=tmp_path, label="dpo", curves={
+        "rewards/chosen": [(1, 0.1), (2, 0.2)], "rewards/rejected": [(1, -0.1), (2, -0.2)],
+        "eval_rewards/chosen": [(2, 0.15)], "eval_rewards/rejected": [(2, -0.3)]})
+    metrics = report.CURVE_GROUPS["rewards_chosen_rejected"]
+    styles = report.curve_styles([one], metrics)
+    assert len(styles) == 4 and len(set(styles.values())) == 4
+    assert styles[("dpo", "rewards/chosen")][0] != styles[("dpo", "rewards/rejected")][0]  # colours
+    two = report.RunData(path=tmp_path, label="dpo2", curves=dict(one.curves))
+    styles = report.curve_styles([one, two], metrics)
+    assert len(set(styles.values())) == 8  # every curve its own look
+    for label in ("dpo", "dpo2"):  # within a run: one colour, a line style per metric
+        assert styles[(label, "rewards/chosen")][1] != styles[(label, "rewards/rejected")][1]
