@@ -58,6 +58,8 @@ def _register_all() -> None:
 SUMMARIES = {
     "sft": "Supervised fine-tuning, step 1 (TRL's SFTTrainer).",
     "dpo": "Direct preference optimization, step 2 (TRL's DPOTrainer).",
+    "orpo": "Odds-ratio preference optimization from a base model (ORPO).",
+    "cpt": "Continued pretraining on raw text (packing on).",
     "validate": "Check a config or recipe: every problem at once.",
     "env": "Versions, GPUs and accelerate config, for bug reports.",
     "demo": "A tiny SFT then DPO on this CPU, with before/after numbers.",
@@ -69,6 +71,7 @@ SUMMARIES = {
     "mix": "Data mixtures: preview, build, decontaminate.",
     "eval": "Evaluate a model: MT-Bench, AlpacaEval, prefs, loss, lm-eval.",
     "slurm": "The same launch on a Slurm cluster, preemption-safe.",
+    "sweep": "A grid of runs (e.g. loss_type x beta): run, status, report.",
     "aif": "AI-feedback data: distill, generate, judge, binarize.",
 }
 
