@@ -49,7 +49,7 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         else:
             render_summary(p)
             ui.print_out(shlex.join(p.command))
-        ui.info("dry run: nothing was written or started")
+            ui.info("dry run: nothing was written or started")
         return 0
     from alignkit.launch import spawn
 
@@ -95,9 +95,11 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
 
 
 def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
-    """What this machine and the file system can tell without the network or reading data: local model, tokenizer
-    and data paths, the loggers, and the GPU-only settings (a real run the machine cannot honour is refused; a
-    plan says what needs a GPU). Every problem at once; the notes join the plan's."""
+    """What this machine and the file system can tell without the network or reading data. A real run: the GPUs
+    and GPU-only settings, before anything is written (the local paths and loggers are the preflight's, after the
+    output dir is claimed; a refused run removes what it created). A plan (--dry-run, validate): the GPU-only
+    settings as notes, the local model, tokenizer and data paths and the loggers as problems. Every problem at
+    once; the notes join the plan's."""
     from alignkit.config.profiles import load_stack
     from alignkit.launch.build import detect_gpus
     from alignkit.launch.hardware import hardware_check, logger_problems
@@ -105,8 +107,12 @@ def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
 
     cpu = load_stack(p.profile).cpu
     hw_problems, hw_notes = hardware_check(p, dry_run=dry_run, profile_cpu=cpu)
-    problems, notes = local_problems(p, planning=dry_run)
-    loggers = logger_problems(getattr(p.config.train, "report_to", None)) if dry_run else []
+    if not dry_run:  # a real run: the rest is the preflight's, once the output dir is claimed
+        if hw_problems:
+            raise ConfigError(hw_problems)
+        return
+    problems, notes = local_problems(p, planning=True)
+    loggers = logger_problems(getattr(p.config.train, "report_to", None))
     if loggers and not cpu and detect_gpus() == 0:
         # a plan for another machine (a GPU profile, no GPU here): what it must have installed is a note
         notes += [f"train.report_to: {pr.message}: the training machine needs it ({pr.fix})" for pr in loggers]
