@@ -109,7 +109,7 @@ def resolve_config(
     if profile is None:
         profile, why = _profile_from(user_layers)
         if why:
-            plan_notes.append(f"profile {profile}: chosen because {why} (--profile to choose another)")
+            plan_notes.append(f"profile {profile}, because {why}; --profile to choose another")
     stack: ProfileStack | None = None
     try:
         stack = load_stack(profile)
@@ -199,8 +199,8 @@ def _profile_from(user_layers: list[Layer]) -> tuple[str, str | None]:
     merged, provenance = merge(user_layers)
     model, lora = merged.get("model") or {}, merged.get("lora") or {}
     if model.get("load_in_4bit") is True:
-        return "qlora", f"{provenance[('model', 'load_in_4bit')]} sets load_in_4bit: true (a 4-bit base trains " \
-                        "LoRA adapters; ZeRO-3 cannot shard it)"
+        return "qlora", f"{provenance[('model', 'load_in_4bit')]} sets load_in_4bit: true (LoRA on a 4-bit base; " \
+                        "DeepSpeed ZeRO-3 cannot shard one)"
     if lora.get("enabled") is True:
         return "lora", f"{provenance[('lora', 'enabled')]} turns LoRA on (use_peft / lora.enabled)"
     return "full", None

@@ -84,7 +84,7 @@ def gpu_settings(p: LaunchPlan) -> list[tuple[str, str, str]]:
     cfg = p.config
     out = []
     if getattr(cfg.train, "bf16", None) is True:
-        out.append(("train.bf16", "an Ampere or newer GPU (bfloat16)",
+        out.append(("train.bf16", "an Ampere or newer GPU",
                     "run on an Ampere or newer GPU, --bf16=false --fp16=true on an older GPU, or --profile "
                     f"{p.profile},cpu"))
     if getattr(cfg.train, "fp16", None) is True:
