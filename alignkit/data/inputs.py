@@ -182,7 +182,11 @@ def _check_local_tokenizer(inputs: MixInputs, cfg, given: bool) -> None:
 
     from alignkit.config.demo_paths import demo_root
 
+    from alignkit.config.resolve import writer_of
+
     path = local_path(inputs.tokenizer)
+    if path is None and inputs.tokenizer and not given and writer_of(cfg, inputs.tokenizer):
+        path = Path(inputs.tokenizer)  # `data/x`: the recipe's SFT output, not an org/name id
     if path is None or path.exists() or path.absolute().is_relative_to(demo_root()):
         return
     if given:
@@ -190,8 +194,6 @@ def _check_local_tokenizer(inputs: MixInputs, cfg, given: bool) -> None:
                                  "give a tokenizer directory or a Hub id"))
     key = "model.tokenizer_name_or_path" if cfg.model.tokenizer_name_or_path else "model.model_name_or_path"
     fix = "pass --model_name_or_path (a saved model dir or a Hub id), or --tokenizer DIR"
-    from alignkit.config.resolve import writer_of
-
     writer = writer_of(cfg, path) if key == "model.model_name_or_path" else None
     if writer:
         fix = f"train it first with `{writer}`, or " + fix

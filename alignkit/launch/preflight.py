@@ -7,6 +7,7 @@ slurm submit`` before it submits). Nothing here starts a training process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from alignkit import ui
@@ -50,13 +51,16 @@ def local_problems(p: LaunchPlan, *, planning: bool) -> tuple[list[Problem], lis
     model = cfg.model.model_dump()
     notes: list[str] = []
     demo = demo_root()
-    path = _local_path(model.get("model_name_or_path"))
+    from alignkit.config.resolve import writer_of
+
+    name = model.get("model_name_or_path")
+    path = _local_path(name)
+    if path is None and name and writer_of(cfg, name):  # `data/x`: the recipe's SFT output, not an org/name id
+        path = Path(name)
     problems: list[Problem] = []
     if path is not None and path.absolute().is_relative_to(demo):
         pass  # the demo's assets are built on first use
     elif path is not None and not path.exists():
-        from alignkit.config.resolve import writer_of
-
         writer = writer_of(cfg, path)
         if writer and planning:
             notes.append(f"model.model_name_or_path {path} does not exist yet: `{writer}` writes it")
