@@ -178,11 +178,9 @@ def infer_task(task: str | None, recipe: str | None) -> str:
 def _check_local_tokenizer(inputs: MixInputs, cfg, given: bool) -> None:
     """A tokenizer (or model) that names a local path which does not exist is said as such, with the fix, before
     anything asks the Hub for it."""
-    from alignkit.modeling import local_path
-
     from alignkit.config.demo_paths import demo_root
-
     from alignkit.config.resolve import writer_of
+    from alignkit.modeling import local_path
 
     path = local_path(inputs.tokenizer)
     if path is None and inputs.tokenizer and not given and writer_of(cfg, inputs.tokenizer):
