@@ -170,7 +170,7 @@ def _build(inp: MixInputs, output: Path, *, render: bool, eval_files: list[Path]
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def preview(
     ctx: typer.Context,
-    task: TaskOpt,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft or dpo (default: the recipe's task, else sft).")] = None,
     recipe: RecipeOpt = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
@@ -186,8 +186,10 @@ def preview(
     """Rows per source and split, token lengths and truncation, rendered samples."""
     from alignkit.data.preview import preview_mixture
 
-    inp = _inputs(ctx, task, recipe, profile, config, data, tokenizer, skip_invalid, max_length=max_length,
-                  truncation_mode=truncation_mode)
+    from alignkit.data.inputs import infer_task
+
+    inp = _inputs(ctx, infer_task(task, recipe), recipe, profile, config, data, tokenizer, skip_invalid,
+                  max_length=max_length, truncation_mode=truncation_mode)
     res, out = preview_mixture(inp, samples=samples, stats_rows=stats_rows, console=_stderr())
     if as_json:
         _print_json(out)

@@ -24,7 +24,7 @@ OVERRIDES_HELP = (
 
 Recipe = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")]
 Profile = Annotated[Optional[str], typer.Option(
-    "--profile", "-p", help="full | lora | qlora | lora-zero3 | cpu, or a stack such as qlora,cpu (default: full).")]
+    "--profile", "-p", help="full | lora | qlora | lora-zero3 | cpu, or a stack such as qlora,cpu (default: qlora or lora when the config sets load_in_4bit or use_peft, else full).")]
 ConfigFiles = Annotated[Optional[List[Path]], typer.Option(
     "--config", "-c", help="Your YAML, layered over recipe and profile (repeatable).")]
 NumGpus = Annotated[Optional[int], typer.Option(

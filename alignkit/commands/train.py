@@ -15,6 +15,9 @@ from alignkit.errors import EXIT_PREEMPTED, ConfigError, Problem
 from alignkit.launch.spec import LaunchPlan
 
 HUB_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# the plan's notes validate repeats: how the profile was chosen and what it changed, what needs a GPU, a model
+# dir still to be written (the rest describe the launch, which validate does not show)
+NOTES_IN_VALIDATE = ("profile ", "train.", "model.", "needs a GPU")
 
 
 def _overrides(extra: list[str], push_to_hub: bool) -> list[str]:
@@ -39,12 +42,14 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         if not dry_run:
             raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
                                       "export HF_TOKEN=... (a write token), or drop --push-to-hub"))
+    check_inputs(p, dry_run=dry_run)  # before anything is written, started or asked of the network
     if dry_run:
         if as_json:
             ui.print_json(p.to_json())
         else:
             render_summary(p)
             ui.print_out(shlex.join(p.command))
+            ui.info("dry run: nothing was written or started")
         return 0
     from alignkit.launch import spawn
 
@@ -87,6 +92,34 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
         ui.info(f"[red]training exited with code {code}[/red]; re-run the same command to resume from the "
                 "last complete checkpoint")
     return code
+
+
+def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
+    """What this machine and the file system can tell without the network or reading data. A real run: the GPUs
+    and GPU-only settings, before anything is written (the local paths and loggers are the preflight's, after the
+    output dir is claimed; a refused run removes what it created). A plan (--dry-run, validate): the GPU-only
+    settings as notes, the local model, tokenizer and data paths and the loggers as problems. Every problem at
+    once; the notes join the plan's."""
+    from alignkit.config.profiles import load_stack
+    from alignkit.launch.build import detect_gpus
+    from alignkit.launch.hardware import hardware_check, logger_problems
+    from alignkit.launch.preflight import local_problems
+
+    cpu = load_stack(p.profile).cpu
+    hw_problems, hw_notes = hardware_check(p, dry_run=dry_run, profile_cpu=cpu)
+    if not dry_run:  # a real run: the rest is the preflight's, once the output dir is claimed
+        if hw_problems:
+            raise ConfigError(hw_problems)
+        return
+    problems, notes = local_problems(p, planning=True)
+    loggers = logger_problems(getattr(p.config.train, "report_to", None))
+    if loggers and not cpu and detect_gpus() == 0:
+        # a plan for another machine (a GPU profile, no GPU here): what it must have installed is a note
+        notes += [f"train.report_to: {pr.message}: the training machine needs it ({pr.fix})" for pr in loggers]
+        loggers = []
+    if hw_problems or problems or loggers:
+        raise ConfigError(hw_problems + problems + loggers)
+    p.notes += notes + hw_notes
 
 
 def build_demo_assets_if_used(config) -> None:
@@ -151,11 +184,15 @@ def validate(*, recipe, task, profile, config_files, extra, num_gpus, num_nodes)
         try:
             p = plan(t, recipe=recipe, profile=profile, config_files=config_files, extra=extra,
                      num_gpus=num_gpus, num_nodes=num_nodes, dry_run=True)
+            check_inputs(p, dry_run=True)
         except ConfigError as exc:
             problems += [Problem(f"[{t}] {pr.where}", pr.message, pr.fix, pr.source) for pr in exc.problems]
             continue
         ui.info(f"[green]valid[/green] {t}: profile {_esc(p.profile)}, world size {p.world_size}, "
                 f"global batch {p.global_batch_size}, output {_esc(p.output_dir)}")
+        for n in p.notes:
+            if n.startswith(NOTES_IN_VALIDATE):
+                ui.info(f"  [cyan]note:[/cyan] {_esc(n)}")
         for n in p.translations:  # what the dry run says of the file's old keys, said here too
             ui.info(f"  [magenta]translated:[/magenta] {_esc(n)}")
         for w in p.warnings:

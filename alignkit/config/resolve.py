@@ -30,6 +30,7 @@ class Resolved:
     layers: list[Layer]
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    plan_notes: list[str] = field(default_factory=list)  # how the profile was chosen, what it changed
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config with TRL's field names (RunConfig.to_dict)."""
@@ -88,9 +89,30 @@ def resolve_config(
         problems.append(Problem("--recipe", "no recipe and no config file",
                                 "pass --recipe NAME (see `alignkit recipes list`) or --config FILE"))
 
+    user_layers: list[Layer] = []
+    unreadable = False
+    for path in config_files:
+        try:
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            problems += exc.problems
+            unreadable = True
+            continue
+        user_layers.append(build_layer(raw, f"config {path}", task, path))
+    if override_map:
+        ov = build_layer(override_map, "override", task, "command line")
+        for key in list(ov.where):
+            ov.where[key] = f"override --{_override_key(override_map, key)}"
+        user_layers.append(ov)
+
+    plan_notes: list[str] = []
+    if profile is None:
+        profile, why = _profile_from(user_layers)
+        if why:
+            plan_notes.append(f"profile {profile}, because {why}; --profile to choose another")
     stack: ProfileStack | None = None
     try:
-        stack = load_stack(profile or "full")
+        stack = load_stack(profile)
     except ConfigError as exc:
         problems += exc.problems
 
@@ -109,29 +131,18 @@ def resolve_config(
     if stack is not None:
         for name, cfg in stack.config_layers:
             layers.append(build_layer(cfg, f"profile {name}", task, f"profile {name}"))
-    unreadable = False
-    for path in config_files:
-        try:
-            raw = read_yaml(path)
-        except ConfigError as exc:
-            problems += exc.problems
-            unreadable = True
-            continue
-        layers.append(build_layer(raw, f"config {path}", task, path))
-    if override_map:
-        ov = build_layer(override_map, "override", task, "command line")
-        for key in list(ov.where):
-            ov.where[key] = f"override --{_override_key(override_map, key)}"
-        layers.append(ov)
+    layers += user_layers
     for layer in layers:
         problems += layer.problems
 
     merged, provenance = merge(layers)
+    if stack is not None and stack.cpu:
+        plan_notes += _cpu_settings_win(merged, provenance, stack)
     _expand_demo_paths(merged)
     doc: dict[str, Any] = {
         "task": task,
         "recipe": recipe,
-        "profile": stack.name if stack else (profile or "full"),
+        "profile": stack.name if stack else profile,
         **merged,
     }
     doc.setdefault("model", {})
@@ -155,12 +166,87 @@ def resolve_config(
             Problem(p.where, p.message, p.fix, provenance.get(tuple(p.where.split(".", 1)), None))  # type: ignore[arg-type]
             for p in cross_field_problems(checked, unknown)
         ]
+        if stack is not None and not ({"model.load_in_4bit", "model.load_in_8bit", "model"} & unknown):
+            problems += _profile_problems(checked, stack, provenance)
     if problems:
         raise ConfigError(_dedupe(problems))
     assert stack is not None and config is not None
     notes = [n for layer in layers for n in layer.notes]
     warnings = [w for layer in layers for w in layer.warnings]
-    return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings)
+    return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings, plan_notes)
+
+
+def writer_of(config: RunConfig, path) -> str | None:
+    """The alignkit command that writes ``path`` when it is the output dir of the recipe's SFT step (a recipe's
+    DPO trains from what its SFT writes), else None."""
+    import os
+
+    if config.task == "sft" or not config.recipe:
+        return None
+    try:
+        sft = resolve_config("sft", recipe=config.recipe, profile=config.profile).config
+    except ConfigError:
+        return None
+    out = sft.train.output_dir
+    if out and os.path.abspath(os.path.expanduser(out)) == os.path.abspath(os.path.expanduser(str(path))):
+        return f"alignkit sft --recipe {config.recipe} --profile {config.profile}"
+    return None
+
+
+def _profile_from(user_layers: list[Layer]) -> tuple[str, str | None]:
+    """The profile a run without --profile gets: the one the user's own files and overrides call for (a 4-bit
+    base: qlora; LoRA adapters: lora), else full; and why, when it is not full."""
+    merged, provenance = merge(user_layers)
+    model, lora = merged.get("model") or {}, merged.get("lora") or {}
+    if model.get("load_in_4bit") is True:
+        return "qlora", f"{provenance[('model', 'load_in_4bit')]} sets load_in_4bit: true (LoRA on a 4-bit base; " \
+                        "DeepSpeed ZeRO-3 cannot shard one)"
+    if lora.get("enabled") is True:
+        return "lora", f"{provenance[('lora', 'enabled')]} turns LoRA on (use_peft / lora.enabled)"
+    return "full", None
+
+
+def _profile_problems(run: RunConfig, stack: ProfileStack, provenance) -> list[Problem]:
+    """Combinations of profile and config that fail inside the training processes, refused here."""
+    zero3 = stack.uses_deepspeed and (stack.deepspeed or {}).get("zero_optimization", {}).get("stage") == 3
+    if zero3 and (run.model.load_in_4bit or run.model.load_in_8bit):
+        key = "load_in_4bit" if run.model.load_in_4bit else "load_in_8bit"
+        return [Problem(f"model.{key}", f"a quantized base cannot be sharded by DeepSpeed ZeRO-3 (profile "
+                        f"{stack.name}): DeepSpeed ZeRO-3 does not take a device_map",
+                        "use --profile qlora (add ,cpu without a GPU), or leave out --profile (a file with "
+                        f"{key}: true picks qlora), or drop {key}", provenance.get(("model", key)))]
+    return []
+
+
+# What a CPU profile sets for the hardware, whatever a file or override says: a GPU-only value fails inside the
+# training process (bf16/tf32 need a GPU, flash-attention needs CUDA and flash-attn).
+_CPU_WINS = (("train", "bf16", lambda v: v is True), ("train", "fp16", lambda v: v is True),
+             ("train", "tf32", lambda v: v is True),
+             ("model", "attn_implementation", lambda v: isinstance(v, str) and v.startswith("flash")))
+
+
+def _cpu_settings_win(merged: dict[str, Any], provenance, stack: ProfileStack) -> list[str]:
+    import json
+
+    wanted: dict[tuple[str, str], Any] = {}
+    where: dict[tuple[str, str], str] = {}
+    for name, cfg in stack.config_layers:
+        for section, values in cfg.items():
+            for key, value in (values or {}).items():
+                wanted[(section, key)] = value
+                where[(section, key)] = name
+    notes = []
+    for section, key, gpu_only in _CPU_WINS:
+        value = (merged.get(section) or {}).get(key)
+        if (section, key) not in wanted or not gpu_only(value) or wanted[(section, key)] == value:
+            continue
+        new = wanted[(section, key)]
+        merged[section][key] = new
+        src = provenance.get((section, key), "?")
+        provenance[(section, key)] = f"profile {where[(section, key)]}"
+        notes.append(f"{section}.{key}: {json.dumps(value)} ({src}) → {json.dumps(new)}: profile {stack.name} "
+                     "runs on the CPU, whose setting wins over the file's")
+    return notes
 
 
 def _meant_by_unknown_keys(task: str, problems: list[Problem]) -> set[str]:

@@ -107,6 +107,7 @@ def resolve_inputs(
     truncation_mode: str | None = None,
 ) -> MixInputs:
     check_task(task)
+    cfg = None
     if data_file is not None and (recipe or config):
         raise UsageError(
             Problem(where="--data", message="goes without --recipe/--config", fix="put the data section in your --config file instead")
@@ -146,4 +147,53 @@ def resolve_inputs(
     from alignkit.data.chat import check_template_value
 
     check_template_value(inputs.data.chat_template)
+    if cfg is not None or tokenizer:
+        _check_local_tokenizer(inputs, cfg, bool(tokenizer))
+    from alignkit.config.demo_paths import demo_root
+    from alignkit.data.checks import local_source_problems
+
+    demo = demo_root()  # the demo's assets are built on first use
+    problems = local_source_problems(inputs.data, skip_under=None if demo.exists() else demo)
+    if problems:
+        raise ConfigError(problems)
     return inputs
+
+
+def infer_task(task: str | None, recipe: str | None) -> str:
+    """--task when given; else the recipe's only task, else sft (as `alignkit plan` does)."""
+    if task:
+        return task
+    if recipe:
+        from alignkit.config import recipes
+
+        try:
+            tasks = list(dict.fromkeys(f.task for f in recipes.files(recipe)))
+        except ConfigError:
+            tasks = []
+        if len(tasks) == 1:
+            return tasks[0]
+    return "sft"
+
+
+def _check_local_tokenizer(inputs: MixInputs, cfg, given: bool) -> None:
+    """A tokenizer (or model) that names a local path which does not exist is said as such, with the fix, before
+    anything asks the Hub for it."""
+    from alignkit.config.demo_paths import demo_root
+    from alignkit.config.resolve import writer_of
+    from alignkit.modeling import local_path
+
+    path = local_path(inputs.tokenizer)
+    if path is None and inputs.tokenizer and not given and writer_of(cfg, inputs.tokenizer):
+        path = Path(inputs.tokenizer)  # `data/x`: the recipe's SFT output, not an org/name id
+    if path is None or path.exists() or path.absolute().is_relative_to(demo_root()):
+        return
+    if given:
+        raise UsageError(Problem("--tokenizer", f"{inputs.tokenizer}: no such directory",
+                                 "give a tokenizer directory or a Hub id"))
+    key = "model.tokenizer_name_or_path" if cfg.model.tokenizer_name_or_path else "model.model_name_or_path"
+    fix = "pass --model_name_or_path (a saved model dir or a Hub id), or --tokenizer DIR"
+    writer = writer_of(cfg, path) if key == "model.model_name_or_path" else None
+    if writer:
+        fix = f"train it first with `{writer}`, or " + fix
+    raise ConfigError(Problem(key, f"{inputs.tokenizer}: no such directory", fix))
+

@@ -242,8 +242,19 @@ def _split_files(directory: Path, split: str) -> tuple[list[Path], set[str]]:
     return found, names
 
 
+_NETWORK_WORDS = ("Name or service not known", "Temporary failure in name resolution", "Failed to resolve",
+                  "Network is unreachable", "Connection refused", "Max retries exceeded", "timed out",
+                  "nodename nor servname")
+
+
 def _hub_error(src, exc: Exception) -> DataError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    from alignkit.data.checks import hub_offline, network_problem
+
+    text = f"{type(exc).__name__} {exc}"
+    if not hub_offline() and ("Connect" in type(exc).__name__ or any(w in text for w in _NETWORK_WORDS)):
+        reason = next((w for w in _NETWORK_WORDS if w in text), type(exc).__name__)
+        return DataError(network_problem(reason, where=f"source {src.id}"))
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     fix = "check the id, config, split and revision and that the Hub is reachable"
     if offline:
@@ -404,3 +415,4 @@ def count_rows(src: "DataSource") -> int:
                         total += sum(1 for line in fh.read().split(b"\n") if line.strip())
             return total
     return _load_local(src).table.num_rows
+

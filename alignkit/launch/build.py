@@ -200,7 +200,7 @@ def plan_from_resolved(
     else:
         command = accelerate_command
 
-    notes = []
+    notes = list(resolved.plan_notes)
     if note:
         notes.append(note)
     if batch.adjusted:

@@ -7,6 +7,7 @@ slurm submit`` before it submits). Nothing here starts a training process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from alignkit import ui
@@ -26,12 +27,65 @@ def preflight(p: LaunchPlan) -> None:
     (``<output_dir>/alignkit/data/``), which ``p.data`` then names with its manifest's hash; the run file records
     it and the training processes read that build instead of mixing again. A resumed run whose inputs did not
     change reuses the build as it is."""
-    data = p.config.data
-    model = p.config.model.model_dump()
-    problems = _model_problems(model) or _template_problems(model, data)
+    problems, _ = local_problems(p, planning=False)
     if problems:
         raise ConfigError(problems)
+    reason = _hub_unreachable(p.config)
+    if reason:
+        from alignkit.data.checks import network_problem
+
+        raise ConfigError(network_problem(reason))
     p.data = build_data(p)
+
+
+def local_problems(p: LaunchPlan, *, planning: bool) -> tuple[list[Problem], list[str]]:
+    """Everything that can be checked without the network and without reading a row: the local model and
+    tokenizer dirs, the chat template, the local data sources, and (``planning`` false: for a run on this
+    machine) the loggers of report_to. Returns (problems, notes). ``planning`` (validate, --dry-run): a model
+    dir that the recipe's own SFT step writes and that does not exist yet is a note, not a problem."""
+    from alignkit.config.demo_paths import demo_root
+    from alignkit.data.checks import local_source_problems
+    from alignkit.launch.hardware import logger_problems
+
+    cfg = p.config
+    model = cfg.model.model_dump()
+    notes: list[str] = []
+    demo = demo_root()
+    from alignkit.config.resolve import writer_of
+
+    name = model.get("model_name_or_path")
+    path = _local_path(name)
+    if path is None and name and writer_of(cfg, name):  # `data/x`: the recipe's SFT output, not an org/name id
+        path = Path(name)
+    problems: list[Problem] = []
+    if path is not None and path.absolute().is_relative_to(demo):
+        pass  # the demo's assets are built on first use
+    elif path is not None and not path.exists():
+        writer = writer_of(cfg, path)
+        if writer and planning:
+            notes.append(f"model.model_name_or_path {path} does not exist yet: `{writer}` writes it")
+        else:
+            fix = (f"train it first with `{writer}`, or pass --model_name_or_path (a saved model dir or a Hub id)"
+                   if writer else None)
+            problems += _model_problems(model, fix)
+    else:
+        problems += _model_problems(model)
+    if not problems:
+        problems += _template_problems(model, cfg.data)
+    problems += local_source_problems(cfg.data, skip_under=demo if not demo.exists() else None)
+    if not planning:
+        problems += logger_problems(getattr(cfg.train, "report_to", None))
+    return problems, notes
+
+
+def _hub_unreachable(cfg) -> str | None:
+    """Why the Hub cannot be reached when this run needs it (a Hub dataset or model), else None."""
+    from alignkit.data.checks import hub_offline, hub_unreachable
+
+    if hub_offline():
+        return None
+    needs = any(s.id for s in cfg.data.mixture) or _local_path(cfg.model.model_name_or_path) is None
+    return hub_unreachable() if needs else None
 
 
 def build_data(p: LaunchPlan) -> DataBuild:
@@ -51,61 +105,16 @@ def build_data(p: LaunchPlan) -> DataBuild:
                      manifest_sha256=sha256_file(target / MANIFEST))
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
-ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+def _model_problems(model: dict[str, Any], missing_fix: str | None = None) -> list[Problem]:
+    from alignkit.modeling import model_problems
+
+    return model_problems(model, missing_fix)
 
 
 def _local_path(name: str | None):
-    """The path when `name` means a local path (absolute, ./, ~, or existing), else None (a Hub id)."""
-    from pathlib import Path
+    from alignkit.modeling import local_path
 
-    if not name:
-        return None
-    path = Path(name).expanduser()
-    return path if path.is_absolute() or name.startswith((".", "~")) or path.exists() else None
-
-
-def _model_problems(model: dict[str, Any]) -> list[Problem]:
-    from alignkit.modeling import TOKENIZER_FILES, adapter_base, has_tokenizer, is_adapter_dir
-
-    where = "model.model_name_or_path"
-    path = _local_path(model.get("model_name_or_path"))
-    if path is None:
-        return []
-    fix = "point it at a directory written by save_pretrained (or an SFT output dir), or use a Hub id (org/name)"
-    if not path.is_dir():
-        return [Problem(where, f"{path.absolute()}: {'not a directory' if path.exists() else 'no such directory'}", fix)]
-    problems = []
-    if is_adapter_dir(path):
-        if not any((path / f).is_file() for f in ADAPTER_FILES):
-            problems.append(Problem(where, f"{path} has adapter_config.json but no adapter weights "
-                                    f"({' or '.join(ADAPTER_FILES)})", fix))
-        try:
-            base_dir = _local_path(adapter_base(path))
-        except ConfigError as exc:
-            problems += exc.problems
-        else:
-            if base_dir is not None and not (base_dir / "config.json").is_file():
-                problems.append(Problem(f"{path}/adapter_config.json", f"its base model {base_dir} is not a model "
-                                        "directory", "restore the base model there, or edit base_model_name_or_path"))
-    else:
-        if not (path / "config.json").is_file():
-            problems.append(Problem(where, f"{path} has no config.json: not a saved model", fix))
-        if not any((path / f).is_file() for f in WEIGHT_FILES) and not any(path.glob("*.safetensors")):
-            problems.append(Problem(where, f"{path} has no model weights (model.safetensors or pytorch_model.bin)",
-                                    fix))
-    if model.get("tokenizer_name_or_path"):
-        tok_key, tok = "model.tokenizer_name_or_path", _local_path(model["tokenizer_name_or_path"])
-    else:
-        tok_key, tok = where, path
-    if tok is not None and not tok.is_dir():
-        problems.append(Problem(tok_key, f"{tok}: no such directory", "give a tokenizer directory or a Hub id"))
-    elif tok is not None and not has_tokenizer(tok):
-        problems.append(Problem(tok_key, f"{tok} has no tokenizer ({', '.join(TOKENIZER_FILES)})",
-                                "save the tokenizer there (tokenizer.save_pretrained) or set "
-                                "model.tokenizer_name_or_path"))
-    return problems
+    return local_path(name)
 
 
 def _template_problems(model: dict[str, Any], data) -> list[Problem]:

@@ -42,6 +42,12 @@ class Claim:
     lock_path: Path
     note: str | None = None
     completed: bool = False  # the same run already finished: nothing to do
+    created: Path | None = None  # the topmost directory this claim created (removed again if the run is refused)
+
+    def undo(self) -> None:
+        """Remove what claiming created: a refused run leaves nothing behind."""
+        if self.created is not None:
+            shutil.rmtree(self.created, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,6 +145,7 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
     rdir = layout.path
     if out.exists() and not out.is_dir():
         raise ConfigError(Problem("train.output_dir", f"{out} is a file", "choose a directory path"))
+    created = _first_missing(out) or _first_missing(rdir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -154,7 +161,12 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
         raise ConfigError(Problem("train.output_dir", f"cannot write into {out}: {exc.strerror or exc}",
                                   "choose a writable --output_dir")) from None
     lock = layout.lock
-    note = acquire_lock(lock)
+    try:
+        note = acquire_lock(lock)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     try:
         previous = layout.run_file
         others = [p for p in out.iterdir() if p.name != rdir.name]
@@ -162,7 +174,7 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
             old = read_yaml(previous)
             same = isinstance(old, dict) and _comparable(old.get("config", {})) == _comparable(plan.config.to_dict())
             if same and not overwrite:
-                return Claim(resume=True, lock_path=lock, note=note)
+                return Claim(resume=True, lock_path=lock, note=note, created=created)
             if not overwrite:
                 raise ConfigError(
                     Problem(str(out), "holds a run with a different config",
@@ -177,10 +189,22 @@ def claim_output_dir(plan: LaunchPlan, overwrite: bool) -> Claim:
         if overwrite:
             for p in out.glob("checkpoint-*"):
                 shutil.rmtree(p, ignore_errors=True)
-        return Claim(resume=False, lock_path=lock, note=note)
+        return Claim(resume=False, lock_path=lock, note=note, created=created)
     except BaseException:
         lock.unlink(missing_ok=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost ancestor of ``path`` (or itself) that does not exist yet: what mkdir(parents=True) creates."""
+    missing = None
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 def write_run_files(plan: LaunchPlan, *, resume: bool, argv: list[str]) -> Path:
@@ -298,7 +322,11 @@ def run(plan: LaunchPlan, *, overwrite: bool, argv: list[str], on_start=None, ch
                 on_start(claim)
             return 0
         if check is not None:
-            check(plan)
+            try:
+                check(plan)
+            except BaseException:
+                claim.undo()  # refused: nothing it created stays (the output dir, the run dir, a data build)
+                raise
         write_run_files(plan, resume=claim.resume, argv=argv)
         RunDir.of(plan.output_dir).clear_status()
         if on_start:

@@ -335,8 +335,14 @@ def test_env_json():
 
 @pytest.fixture
 def run_config(tmp_path):
-    """A config that needs no demo assets and no hub: local (fake) model and data paths."""
+    """A config that needs no demo assets and no hub: local (fake) model and data paths. They exist, so that the
+    dry run's file checks pass; nothing reads them (the preflight is skipped here)."""
     out = tmp_path / "out"
+    (tmp_path / "no-model").mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (tmp_path / "no-model" / name).write_text("{}")
+    for name in ("train.jsonl", "test.jsonl"):
+        (tmp_path / name).write_text("")
     f = tmp_path / "run.yaml"
     f.write_text(yaml.safe_dump({
         "model": {"model_name_or_path": str(tmp_path / "no-model")},

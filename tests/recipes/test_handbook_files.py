@@ -249,7 +249,6 @@ QLORA = [f for f in SFT_DPO if raw_of(f[0], f[1]).get("load_in_4bit")]
 
 
 @pytest.mark.parametrize("item", QLORA, ids=file_id)
-@pytest.mark.xfail(reason="profile selection from load_in_4bit/use_peft not yet implemented", strict=True)
 def test_a_4bit_file_without_profile_does_not_land_on_zero3(item):
     label, path, task = item
     p = plan_run(task, config_files=[str(ROOT / label / path)], num_gpus=1, dry_run=True)

@@ -121,7 +121,7 @@ CASES = [
     C("positional-yaml-missing", [*DRY, "{d}/gone.yaml"], ["gone.yaml", "file not found"], "check the path"),
     C("typer-bad-int", ["sft", "--recipe", "tiny", "--num-gpus", "two", "--dry-run"], ["--num-gpus", "valid integer"],
       "Try 'alignkit sft", typer=True),
-    C("typer-missing-task", ["mix", "preview"], ["--task"], "Try 'alignkit mix preview", typer=True),
+    C("mix-preview-no-data", ["mix", "preview"], ["alignkit mix", "no data given"], "use --recipe NAME"),
     # ---------------------------------------------------------------- recipes, profiles, cluster shape
     C("unknown-recipe", ["sft", "--recipe", "zephyr", "--dry-run"], ["--recipe", "unknown recipe 'zephyr'"],
       "did you mean 'zephyr-7b-beta'? available: constitutional-ai,"),
