@@ -123,7 +123,11 @@ def submit(
         # validated as the trainer loads it), here and now rather than in the job's log after the queue wait
         with ui.stdout_to_stderr():
             train_cmd.build_demo_assets_if_used(plan.config)
-            preflight(plan)
+            try:
+                preflight(plan)
+            except BaseException:
+                claim.undo()  # refused: nothing it created stays (the output dir, the run dir, a data build)
+                raise
         spawn.write_run_files(plan, resume=claim.resume, argv=list(sys.argv))
         RunDir.of(out_dir).clear_status()
         slurm.write_script(script_path, text)

@@ -307,3 +307,15 @@ def test_gpu_settings_under_the_cpu_profile_train(tmp_path, tiny_env):
     for key in ("train.bf16", "train.tf32", "model.attn_implementation"):
         assert f"{key}:" in err and "whose setting wins" in err
     assert (out / "alignkit" / "run.yaml").is_file()
+
+
+def test_a_slurm_submit_refused_by_the_preflight_leaves_nothing(tmp_path, tiny_env):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no messages column"}\n', encoding="utf-8")
+    out = tmp_path / "a" / "out"
+    p = run_cli("slurm", "submit", "--task", "sft", "--recipe", "tiny", "--profile", "cpu", "-G", "1",
+                f"--output_dir={out}", "--eval_strategy=no", f"--data.mixture=[{{path: {bad}}}]",
+                env=tiny_env, cwd=tmp_path, timeout=120)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "bad.jsonl" in flat(p.stderr) and "Traceback" not in p.stderr
+    assert not (tmp_path / "a").exists()  # the output dir the submit claimed is gone again
