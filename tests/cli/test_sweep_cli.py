@@ -1,6 +1,6 @@
 """`alignkit sweep` through the CLI, in a subprocess, without training: bad grids are exit 2 naming the key
 and the point before anything is written; the dry run lists the points, their dirs and commands (and JSON,
-and the job array's script). The training runs are in tests/e2e/test_sweep.py."""
+and the job array's script). The training runs are in tests/e2e/test_sweep_runs.py."""
 
 from __future__ import annotations
 
