@@ -49,7 +49,9 @@ REVIEWED = {
     # in-memory first, then one of the primitives
     ("alignkit/eval/report.py", "_save_png", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
     ("alignkit/sweep/report.py", "_save", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
-    ("alignkit/demo/run.py", "plot_loss_curves", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
+    ("alignkit/demo/plot.py", "plot_loss_curves", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
+    ("alignkit/demo/run.py", "quiet_libraries", "append:a"): "the demo's own log (demo.log), appended as warnings "
+                                                               "arrive (a log, not a result)",
     # whole directories built aside and renamed into place
     ("alignkit/data/build.py", "_write_parquet", "write_table"): TEMP_DIR + " (build_mixture)",
     ("alignkit/data/build.py", "build_mixture", "write_text"): TEMP_DIR,
