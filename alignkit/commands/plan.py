@@ -66,10 +66,10 @@ def run(task: str, *, recipe: str | None, profile: str | None, config_files: lis
     from alignkit.errors import ConfigError, Problem
     from alignkit.memory import EXIT_DOES_NOT_FIT, PlanRequest
 
-    from alignkit.config.tasks import TASKS
+    from alignkit.config.tasks import TASKS, task_option_fix
 
     if task not in TASKS:
-        raise ConfigError(Problem("--task", f"unknown task '{task}'", f"use --task {' | '.join(TASKS)}"))
+        raise ConfigError(Problem("--task", f"unknown task '{task}'", task_option_fix()))
     req = PlanRequest(task=task, recipe=recipe, profile=profile, config_files=tuple(config_files),
                       overrides=tuple(extra), num_gpus=num_gpus, num_nodes=num_nodes, model=model,
                       gpu_mem_gb=gpu_mem_gb)

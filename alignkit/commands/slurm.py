@@ -65,10 +65,10 @@ def submit(
     from alignkit.launch import build, slurm
     from alignkit.launch.slurm import layout
 
-    from alignkit.config.tasks import TASKS
+    from alignkit.config.tasks import TASKS, task_option_fix
 
     if task not in TASKS:
-        raise UsageError(Problem("--task", f"unknown task {task!r}", f"use --task {' | '.join(TASKS)}"))
+        raise UsageError(Problem("--task", f"unknown task {task!r}", task_option_fix()))
     if nodes < 1:
         raise UsageError(Problem("--nodes", f"must be at least 1, got {nodes}", "pass --nodes N with N >= 1"))
     if gpus_per_node < 1:

@@ -35,3 +35,8 @@ def data_format(task: str) -> str:
 
 def trl_config(task: str) -> str:
     return TRL_CONFIG.get(task, task)
+
+
+def task_option_fix() -> str:
+    """The fix of an unknown --task: "use --task sft or --task dpo or ..."."""
+    return "use " + " or ".join(f"--task {t}" for t in TASKS)

@@ -196,7 +196,7 @@ def test_cpt_without_its_text_column_exits_2_before_training(tmp_path, files):
 def test_plan_and_slurm_refuse_an_unknown_task(command):
     res = run_cli(*command, "--task", "kto", "--recipe", "tiny")
     assert res.returncode == 2
-    assert "sft | dpo | orpo | cpt" in flat(res.stderr)
+    assert "use --task sft or --task dpo or --task orpo or --task cpt" in flat(res.stderr)
 
 
 # --------------------------------------------------------------------------- plan and Slurm
