@@ -143,8 +143,10 @@ KEYS: dict[str, Callable[[str, Any, Translation], None]] = {
     "logging_dir": _drop("removed from transformers; TensorBoard logs go to <output_dir>/runs"),
     "base_model_revision": _drop("the base of an adapter is read from its adapter_config.json"),
     "model_code_revision": _drop("no current meaning"),
-    "text_column": _drop("conversations are read from `messages`; use data.mixture[].columns"),
-    "dataset_text_field": _drop("alignkit trains on conversations (`messages`), not a text column"),
+    "text_column": _drop("conversations are read from `messages`; use data.mixture[].columns (training on a "
+                         "text column is continued pretraining: `alignkit cpt`)"),
+    "dataset_text_field": _drop("alignkit trains on conversations (`messages`), not a text column (training on "
+                                "a text column is continued pretraining: `alignkit cpt`)"),
 }
 
 def _text_column(key: str, value: Any, out: Translation) -> None:
