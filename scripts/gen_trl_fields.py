@@ -1,4 +1,7 @@
-"""Snapshot TRL's SFTConfig/DPOConfig fields into alignkit/config/trl_fields.json.
+"""Snapshot TRL's SFTConfig/DPOConfig/ORPOConfig fields into alignkit/config/trl_fields.json.
+
+ORPOConfig is read where alignkit's trainer reads it (alignkit.train.trl_compat: trl.experimental in TRL 1.16);
+`alignkit cpt` trains with SFTConfig, so it has no snapshot of its own.
 
 The CLI validates configs without importing TRL (importing it pulls in torch and takes seconds), so it
 validates against this snapshot. tests/unit/test_trl_snapshot.py fails when the installed TRL differs
@@ -97,8 +100,12 @@ def snapshot() -> dict:
     import trl
     from trl import DPOConfig, SFTConfig
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from alignkit.train.trl_compat import orpo
+
+    ORPOConfig, _ = orpo()
     out = {"trl_version": trl.__version__, "owned_elsewhere": OWNED_ELSEWHERE, "tasks": {}}
-    for task, cls in (("sft", SFTConfig), ("dpo", DPOConfig)):
+    for task, cls in (("sft", SFTConfig), ("dpo", DPOConfig), ("orpo", ORPOConfig)):
         hints = typing.get_type_hints(cls)
         fields = {}
         for f in dataclasses.fields(cls):

@@ -245,6 +245,23 @@ def _write_offline(out: Path, result: dict) -> None:
     write_results(out / "results.json", result)
 
 
+def _preference_task(model: str) -> str:
+    """The task a model dir was trained with, when alignkit's run file there says orpo; else dpo (whose config
+    --recipe/--config name)."""
+    from alignkit.config.yamlio import read_yaml
+    from alignkit.launch.run import RunDir
+
+    run_file = RunDir.of(model).run_file
+    if run_file.is_file():
+        try:
+            raw = read_yaml(run_file)
+        except Exception:  # noqa: BLE001 - an unreadable run file only means: plain dpo
+            return "dpo"
+        if isinstance(raw, dict) and raw.get("task") == "orpo":
+            return "orpo"
+    return "dpo"
+
+
 @app.command("prefs")
 def prefs_cmd(
     model: ModelOpt,
@@ -262,9 +279,10 @@ def prefs_cmd(
     prefs = _prefs_module()
     from alignkit.eval.offline import default_output, held_out_rows
 
-    rows, source, cfg = held_out_rows("dpo", data, recipe, config, limit)
-    if beta is None:
-        beta = float(getattr(getattr(cfg, "train", None), "beta", None) or 0.1)
+    task = _preference_task(model)
+    rows, source, cfg = held_out_rows(task, data, recipe, config, limit)
+    if beta is None:  # ORPO's beta is its odds-ratio weight, not a DPO reward scale
+        beta = float((getattr(getattr(cfg, "train", None), "beta", None) if task == "dpo" else None) or 0.1)
     kwargs: dict[str, Any] = {"ref_model_dir": ref, "beta": beta, "batch_size": batch_size}
     if chat_template:
         from alignkit.eval.generate import resolve_chat_template

@@ -66,8 +66,10 @@ def run(task: str, *, recipe: str | None, profile: str | None, config_files: lis
     from alignkit.errors import ConfigError, Problem
     from alignkit.memory import EXIT_DOES_NOT_FIT, PlanRequest
 
-    if task not in ("sft", "dpo"):
-        raise ConfigError(Problem("--task", f"unknown task '{task}'", "use --task sft or --task dpo"))
+    from alignkit.config.tasks import TASKS, task_option_fix
+
+    if task not in TASKS:
+        raise ConfigError(Problem("--task", f"unknown task '{task}'", task_option_fix()))
     req = PlanRequest(task=task, recipe=recipe, profile=profile, config_files=tuple(config_files),
                       overrides=tuple(extra), num_gpus=num_gpus, num_nodes=num_nodes, model=model,
                       gpu_mem_gb=gpu_mem_gb)
@@ -106,7 +108,7 @@ def render(plan: Any) -> None:
                     ("DDP" if s.world_size > 1 else "1 process")))
     head.add_row("batch", f"{s.micro_batch} per device x {s.grad_accum} accumulation x {s.world_size} = "
                  f"{s.global_batch}; {s.rows} rows x {s.max_length} tokens per forward"
-                 + (" (chosen + rejected)" if s.task == "dpo" else ""))
+                 + (" (chosen + rejected)" if s.task in ("dpo", "orpo") else ""))
     head.add_row("memory", f"{_gib(plan.mem_gib)} GiB per {where} ({escape(plan.mem_source)})")
     con.print(head)
 
@@ -175,7 +177,7 @@ def _ref_note(s: Any) -> str:
 
 
 _RECIPE = typer.Option(None, "--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")
-_TASK = typer.Option("sft", "--task", "-t", help="sft or dpo.")
+_TASK = typer.Option("sft", "--task", "-t", help="sft, dpo, orpo or cpt.")
 _PROFILE = typer.Option(None, "--profile", "-p", help="full | lora | qlora | lora-zero3 | cpu, or a stack "
                         "such as qlora,cpu (default: full).")
 _CONFIG = typer.Option(None, "--config", "-c", help="Your YAML, layered over recipe and profile (repeatable).")

@@ -185,7 +185,7 @@ def schema(task: str) -> None:
 
 recipes_app = typer.Typer(help="The shipped recipes: list, show resolved, copy to edit.", no_args_is_help=True)
 config_app = typer.Typer(help="The config schema: every key, its type, default and meaning.", no_args_is_help=True)
-_Task = Annotated[str, typer.Option("--task", "-t", help="sft or dpo (orpo, cpt: once their commands land).")]
+_Task = Annotated[str, typer.Option("--task", "-t", help="sft, dpo, orpo or cpt.")]
 
 
 @recipes_app.command("list")

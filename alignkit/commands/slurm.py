@@ -31,7 +31,7 @@ def _esc(value) -> str:
 @app.command(context_settings=_RUN_CONTEXT, epilog=_EPILOG)
 def submit(
     ctx: typer.Context,
-    task: str = typer.Option(..., "--task", "-t", help="sft or dpo."),
+    task: str = typer.Option(..., "--task", "-t", help="sft, dpo, orpo or cpt."),
     recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="Shipped recipe (`alignkit recipes list`)."),
     config: Optional[List[Path]] = typer.Option(None, "--config", "-c", help="Your YAML (repeatable)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="full | lora | qlora | lora-zero3 | cpu ..."),
@@ -60,13 +60,15 @@ def submit(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Start over in an output dir that holds a different run."),
 ) -> None:
-    """Validate like `alignkit sft/dpo`, write the run and an sbatch script into <output_dir>/alignkit/, submit."""
+    """Validate like `alignkit sft/dpo/orpo/cpt`, write the run and an sbatch script into <output_dir>/alignkit/, submit."""
     from alignkit.commands import train as train_cmd
     from alignkit.launch import build, slurm
     from alignkit.launch.slurm import layout
 
-    if task not in ("sft", "dpo"):
-        raise UsageError(Problem("--task", f"unknown task {task!r}", "use --task sft or --task dpo"))
+    from alignkit.config.tasks import TASKS, task_option_fix
+
+    if task not in TASKS:
+        raise UsageError(Problem("--task", f"unknown task {task!r}", task_option_fix()))
     if nodes < 1:
         raise UsageError(Problem("--nodes", f"must be at least 1, got {nodes}", "pass --nodes N with N >= 1"))
     if gpus_per_node < 1:

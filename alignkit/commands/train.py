@@ -1,4 +1,4 @@
-"""`alignkit sft|dpo|validate`: resolve, plan, show or launch."""
+"""`alignkit sft|dpo|orpo|cpt|validate`: resolve, plan, show or launch."""
 
 from __future__ import annotations
 
@@ -234,10 +234,27 @@ def dpo_command(ctx: typer.Context, recipe: options.Recipe = None, profile: opti
     _run_command("dpo", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
 
 
+def orpo_command(ctx: typer.Context, recipe: options.Recipe = None, profile: options.Profile = None,
+                 config: options.ConfigFiles = None, num_gpus: options.NumGpus = None,
+                 num_nodes: options.NumNodes = None, dry_run: options.DryRun = False, as_json: options.Json = False,
+                 overwrite: options.Overwrite = False, push_to_hub: options.PushToHub = False) -> None:
+    """Odds-ratio preference optimization: SFT and preference in one step from a base model, on DPO's pairs,
+    without a reference model (TRL's ORPOTrainer)."""
+    _run_command("orpo", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
+
+
+def cpt_command(ctx: typer.Context, recipe: options.Recipe = None, profile: options.Profile = None,
+                config: options.ConfigFiles = None, num_gpus: options.NumGpus = None,
+                num_nodes: options.NumNodes = None, dry_run: options.DryRun = False, as_json: options.Json = False,
+                overwrite: options.Overwrite = False, push_to_hub: options.PushToHub = False) -> None:
+    """Continued pretraining on a text column (data.text_column, default text), packed, into TRL's SFTTrainer."""
+    _run_command("cpt", ctx, recipe, profile, config, num_gpus, num_nodes, dry_run, as_json, overwrite, push_to_hub)
+
+
 def validate_command(
     ctx: typer.Context,
     recipe: options.Recipe = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft or dpo (default: both of the recipe).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft, dpo, orpo or cpt (default: every task of the recipe).")] = None,
     profile: options.Profile = None,
     config: options.ConfigFiles = None,
     num_gpus: options.NumGpus = None,
@@ -251,4 +268,6 @@ def validate_command(
 def register(app: typer.Typer) -> None:
     app.command("sft", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("sft"))(sft_command)
     app.command("dpo", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("dpo"))(dpo_command)
+    app.command("orpo", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("orpo"))(orpo_command)
+    app.command("cpt", context_settings=options.RUN_CONTEXT, epilog=_field_epilog("cpt"))(cpt_command)
     app.command("validate", context_settings=options.RUN_CONTEXT, epilog=options.OVERRIDES_HELP)(validate_command)

@@ -104,6 +104,19 @@ class DataConfig(BaseModel):
     skip_invalid: bool = Field(
         False, description="Drop invalid rows (reported per source) instead of stopping with an error."
     )
+    text_column: str | None = Field(
+        None,
+        description="Continued pretraining (`alignkit cpt`) only: the column holding each row's text "
+        "(default: text; the handbook's text_column).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # text_column only appears where set: run files and mix fingerprints of SFT/DPO configs are unchanged
+        out = handler(self)
+        if isinstance(out, dict) and out.get("text_column") is None:
+            out.pop("text_column", None)
+        return out
 
     def plan_notes(self) -> list[str]:
         """What a dry run says about the mixture that the fields alone do not show."""

@@ -143,9 +143,52 @@ KEYS: dict[str, Callable[[str, Any, Translation], None]] = {
     "logging_dir": _drop("removed from transformers; TensorBoard logs go to <output_dir>/runs"),
     "base_model_revision": _drop("the base of an adapter is read from its adapter_config.json"),
     "model_code_revision": _drop("no current meaning"),
-    "text_column": _drop("conversations are read from `messages`; use data.mixture[].columns"),
-    "dataset_text_field": _drop("alignkit trains on conversations (`messages`), not a text column"),
+    "text_column": _drop("conversations are read from `messages`; use data.mixture[].columns (training on a "
+                         "text column is continued pretraining: `alignkit cpt`)"),
+    "dataset_text_field": _drop("alignkit trains on conversations (`messages`), not a text column (training on "
+                                "a text column is continued pretraining: `alignkit cpt`)"),
 }
+
+def _text_column(key: str, value: Any, out: Translation) -> None:
+    out.values.append(("data.text_column", value))
+    out.notes.append(f"{key} → data.text_column (the column continued pretraining reads its text from)")
+
+
+# Per task: keys translated differently from KEYS, or (None) keys that are current fields of that task's TRL config.
+TASK_KEYS: dict[str, dict[str, Callable[[str, Any, Translation], None] | None]] = {
+    "orpo": {
+        "max_completion_length": None,  # a field of TRL 1.16's ORPOConfig
+        "max_prompt_length": _drop(
+            "removed in TRL 1.x; ORPO truncates the prompt first to keep prompt + completion within "
+            "train.max_length (train.max_completion_length caps the completion)"
+        ),
+    },
+    "cpt": {
+        "text_column": _text_column,
+        "dataset_text_field": _text_column,
+    },
+}
+
+
+def keys_for(task: str) -> dict[str, Callable[[str, Any, Translation], None]]:
+    """The single-key translations that apply to `task`."""
+    keys = dict(KEYS)
+    for key, how in TASK_KEYS.get(task, {}).items():
+        if how is None:
+            keys.pop(key, None)
+        else:
+            keys[key] = how
+    return keys
+
+
+def mixer_columns(task: str, raw: dict[str, Any]) -> list[str]:
+    """What the handbook's old scripts kept of each dataset_mixer source: the chat columns, or (its run_cpt.py)
+    only the text column."""
+    if task == "cpt":
+        column = raw.get("text_column") or raw.get("dataset_text_field") or "text"
+        return [str(column)]
+    return list(CHAT_COLUMNS)
+
 
 # Keys translated together (they only mean something as a group).
 MIX_KEYS = ("dataset_mixer", "datasets_mixer", "dataset_splits", "dataset_configs", "dataset_mixture",
@@ -172,8 +215,10 @@ CHAT_COLUMNS = ["messages", "chosen", "rejected", "prompt", "completion", "label
 HANDBOOK_MIX_SEED = 0
 
 
-def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
-    """Translate the handbook's dataset keys (old and new forms) into data.mixture."""
+def translate_mixture(raw: dict[str, Any], out: Translation, keep: list[str] | None = None) -> None:
+    """Translate the handbook's dataset keys (old and new forms) into data.mixture. `keep`: the columns an old
+    dataset_mixer source keeps (default: the chat columns; see mixer_columns)."""
+    keep = list(CHAT_COLUMNS) if keep is None else keep
     sources: list[dict[str, Any]] = []
     if "dataset_mixture" in raw:
         mix = raw["dataset_mixture"] or {}
@@ -221,14 +266,15 @@ def translate_mixture(raw: dict[str, Any], out: Translation) -> None:
                     src: dict[str, Any] = {"path" if _looks_local(str(name)) else "id": name, "split": split}
                     if config:
                         src["config"] = config
-                    src["keep_columns"] = list(CHAT_COLUMNS)
+                    src["keep_columns"] = list(keep)
                     if "test" not in str(split):
                         src["weight"] = frac
                     sources.append(src)
             out.notes.append(
                 "dataset_mixer + dataset_splits → data.mixture (train splits take `weight` after a "
                 "seeded shuffle, not the first rows as the old handbook did; test splits are kept whole; "
-                f"each source keeps only the chat columns the old scripts kept: {', '.join(CHAT_COLUMNS)})"
+                f"each source keeps only the {'chat ' if keep == CHAT_COLUMNS else ''}columns the old scripts kept: "
+                f"{', '.join(keep)})"
             )
     elif "dataset_splits" in raw or "dataset_configs" in raw:
         out.warnings.append("dataset_splits/dataset_configs dropped: they only mean something with dataset_mixer")

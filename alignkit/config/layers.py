@@ -65,6 +65,7 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         )
         return layer
     fields = section_fields(task)
+    old_keys = deprecations.keys_for(task)
     owner: dict[str, list[str]] = {}
     for section, names in fields.items():
         for n in names:
@@ -83,7 +84,7 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         if key in fields[section]:
             layer.set(section, key, value, where)
             return
-        if key in deprecations.KEYS:
+        if key in old_keys:
             translate_one(key, value, where)
             return
         if key in deprecations.OWNED:
@@ -93,8 +94,9 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         if elsewhere:
             fix = f"it belongs in the {elsewhere[0]} section: {elsewhere[0]}.{key}"
         elif _other_task_has(task, key):
-            layer.problems.append(Problem(f"{section}.{key}", f"is a {_other(task).upper()} setting, "
-                                          f"not a {task.upper()} one", "remove it from this run", where))
+            other = _other_task_has(task, key)
+            layer.problems.append(Problem(f"{section}.{key}", f"is a {other.upper()} setting, not a {task.upper()} one",
+                                          _other_task_fix(other), where))
             return
         else:
             fix = did_you_mean(key, fields[section]) or f"see `alignkit config fields --task {task} {section}`"
@@ -102,7 +104,7 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
 
     def translate_one(key: str, value: Any, where: str) -> None:
         out = deprecations.Translation()
-        deprecations.KEYS[key](key, value, out)
+        old_keys[key](key, value, out)
         apply_translation(out, where)
 
     def apply_translation(out: deprecations.Translation, where: str) -> None:
@@ -117,11 +119,11 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
     mix_raw = {k: raw[k] for k in deprecations.MIX_KEYS if k in raw}
     if mix_raw:
         out = deprecations.Translation()
-        deprecations.translate_mixture(mix_raw, out)
+        deprecations.translate_mixture(mix_raw, out, deprecations.mixer_columns(task, raw))
         apply_translation(out, where_of(raw, next(iter(mix_raw))))
 
     current_flat = sorted(set(owner) | set(SECTIONS) | set(TOP_LEVEL))
-    all_flat = sorted(set(current_flat) | set(deprecations.KEYS))
+    all_flat = sorted(set(current_flat) | set(old_keys))
     for key, value in raw.items():
         where = where_of(raw, key)
         if not isinstance(key, str):
@@ -145,7 +147,7 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
         elif "." in key and key.split(".", 1)[0] in SECTIONS:
             section, sub = key.split(".", 1)
             put(section, sub, value, where)
-        elif key in deprecations.KEYS:
+        elif key in old_keys:
             translate_one(key, value, where)
         elif key in owner:
             if len(owner[key]) > 1:
@@ -162,8 +164,9 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
                 Problem(key, "is chosen on the command line", f"use --{key} instead of a config key", where)
             )
         elif _other_task_has(task, key):
-            layer.problems.append(Problem(key, f"is a {_other(task).upper()} setting, not a {task.upper()} one",
-                                          "remove it from this run", where))
+            other = _other_task_has(task, key)
+            layer.problems.append(Problem(key, f"is a {other.upper()} setting, not a {task.upper()} one",
+                                          _other_task_fix(other), where))
         else:
             # current names first: an old handbook name is only suggested when nothing current is close
             hint = (deprecations.unknown_key_fix(key) or did_you_mean(key, current_flat)
@@ -174,12 +177,42 @@ def build_layer(raw: Any, name: str, task: str, origin: str | None = None) -> La
     return layer
 
 
-def _other(task: str) -> str:
-    return "dpo" if task == "sft" else "sft"
+def _other_task_has(task: str, key: str) -> str | None:
+    """The first other task (sft, dpo, orpo, cpt) whose TRL config has `key`, or None."""
+    from alignkit.config.tasks import TASKS
+
+    for other in TASKS:
+        if other != task and key in section_fields(other)["train"]:
+            return other
+    return None
 
 
-def _other_task_has(task: str, key: str) -> bool:
-    return key in section_fields(_other(task))["train"]
+def _other_task_fix(other: str) -> str:
+    """Remove the key; where the other task is one a handbook file of its own folder runs (orpo: the same pairs
+    as DPO, another objective), name its command too."""
+    if other in ("orpo", "cpt"):
+        return f"remove it from this run, or train it with `alignkit {other}` if this is an {other.upper()} config"
+    return "remove it from this run"
+
+
+# Folders whose files train a different objective than the same keys would under another command: the handbook
+# keeps its ORPO and CPT files in recipes/<model>/orpo/ and recipes/<model>/cpt/. An ORPO file has no key DPO
+# lacks (beta, max_length, ... are DPO fields too), so without this `alignkit dpo` would train DPO with ORPO's beta.
+FOLDER_TASKS = ("orpo", "cpt")
+
+
+def folder_task_problem(path: str, task: str) -> Problem | None:
+    """A config file in an `orpo/` or `cpt/` folder given to another command: refused, naming the command."""
+    from pathlib import Path
+
+    folder = Path(path).resolve().parent.name.lower()
+    if folder in FOLDER_TASKS and folder != task:
+        what = {"orpo": "ORPO (odds-ratio preference optimization, no reference model)",
+                "cpt": "continued pretraining on a text column"}[folder]
+        return Problem(str(path), f"is in an `{folder}` folder: a config for {what}, not for {task.upper()}",
+                       f"run `alignkit {folder} {path}`; to train {task.upper()} with these values, copy the "
+                       f"file out of the {folder} folder first")
+    return None
 
 
 def parse_overrides(args: list[str]) -> tuple[dict[str, Any], list[str], list[Problem]]:

@@ -21,10 +21,9 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from alignkit.config.tasks import TASKS  # the task folders a recipe may have; each runs once its defaults exist (check_task)
 from alignkit.errors import ConfigError, NotYetAvailable, Problem, did_you_mean
 
-#: the task folders a recipe may have (discovery); a task runs once its command has landed (see check_task)
-TASKS = ("sft", "dpo", "orpo", "cpt")
 ADAPTATIONS = ("full", "lora", "qlora")
 VARIANT_ORDER = {"full": ("full",), "lora": ("lora", "qlora"), "qlora": ("qlora", "lora")}
 _STEM = re.compile(r"^(full|lora|qlora)(?:-([a-z0-9][a-z0-9.]*(?:-[a-z0-9.]+)*))?$")

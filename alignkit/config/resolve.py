@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from alignkit.config import recipes
 from alignkit.config.demo_paths import PREFIX as DEMO_PREFIX
 from alignkit.config.demo_paths import demo_path
-from alignkit.config.layers import Layer, build_layer, merge, parse_overrides
+from alignkit.config.layers import Layer, build_layer, folder_task_problem, merge, parse_overrides
 from alignkit.config.profiles import ProfileStack, load_stack
 from alignkit.config.run import SECTIONS, RunConfig, cross_field_problems, run_model, section_model
 from alignkit.config.yamlio import parse_yaml, read_yaml
@@ -99,6 +99,7 @@ def resolve_config(
             unreadable = True
             continue
         user_layers.append(build_layer(raw, f"config {path}", task, path))
+        problems += filter(None, [folder_task_problem(path, task)])
     if override_map:
         ov = build_layer(override_map, "override", task, "command line")
         for key in list(ov.where):

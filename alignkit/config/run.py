@@ -3,7 +3,7 @@
     model   what is loaded            (alignkit.config.model.ModelConfig)
     lora    how it is adapted         (alignkit.config.model.LoraConfig)
     data    what it trains on         (alignkit.config.data.DataConfig)
-    train   TRL's SFTConfig/DPOConfig (alignkit.config.train, TRL's own field names)
+    train   TRL's SFTConfig/DPOConfig/ORPOConfig (alignkit.config.train, TRL's own field names; cpt: SFTConfig)
     launch  cluster shape and batch   (alignkit.config.launch.LaunchConfig)
 
 Cross-field checks live here (cross_field_problems) and name the fix.
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from alignkit.config.data import DataConfig
 from alignkit.config.launch import LaunchConfig
 from alignkit.config.model import LoraConfig, ModelConfig
+from alignkit.config.tasks import DEFAULT_TEXT_COLUMN, trl_config
 from alignkit.config.train import train_model
 from alignkit.errors import Problem
 
@@ -34,7 +35,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
 class _RunBase(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    task: Literal["sft", "dpo"]
+    task: Literal["sft", "dpo", "orpo", "cpt"]
     recipe: str | None = Field(None, description="Shipped recipe this run started from.")
     profile: str = Field(..., description="Launch profile(s), e.g. full, qlora, or qlora,cpu.")
     description: str | None = Field(None, description="Free text, shown by `alignkit recipes list`.")
@@ -106,6 +107,21 @@ def _precompute_without_lora(run):
                        "set train.precompute_ref_log_probs=false")
 
 
+def _text_column_is_cpt(run):
+    if run.task != "cpt" and run.data.text_column is not None:
+        return Problem("data.text_column", f"only means something for continued pretraining (`alignkit cpt`); "
+                       f"{run.task} reads {'conversations (messages)' if run.task == 'sft' else 'preference pairs'}",
+                       "remove it, or run `alignkit cpt` for training on a text column")
+
+
+def _cpt_text_field(run):
+    field = getattr(run.train, "dataset_text_field", None)
+    if run.task == "cpt" and "dataset_text_field" in run.train.model_fields_set and field != "text":
+        column = run.data.text_column or DEFAULT_TEXT_COLUMN
+        return Problem("train.dataset_text_field", "is set by alignkit for CPT (the data build holds the text "
+                       "in a `text` column)", f"name the source column with data.text_column: {field or column}")
+
+
 CROSS_CHECKS: list[tuple[tuple[str, ...], Any]] = [
     (("model.load_in_4bit", "model.load_in_8bit", "lora.enabled"), _quantized_needs_lora),
     (("data.mixture",), _needs_data),
@@ -114,6 +130,8 @@ CROSS_CHECKS: list[tuple[tuple[str, ...], Any]] = [
     (("train.load_best_model_at_end", "train.eval_strategy"), _best_model_needs_eval),
     (("train.loss_weights", "train.loss_type"), _one_weight_per_loss),
     (("train.precompute_ref_log_probs", "lora.enabled"), _precompute_without_lora),
+    (("data.text_column",), _text_column_is_cpt),
+    (("train.dataset_text_field", "data.text_column"), _cpt_text_field),
 ]
 
 
@@ -131,13 +149,13 @@ def cross_field_problems(run: Any, unknown: set[str] | frozenset[str] = frozense
     return problems
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def run_model(task: str) -> type[RunConfig]:
     """The pydantic model of a whole run for one task."""
     return create_model(  # type: ignore[call-overload]
         f"{task.upper()}Run",
         __base__=_RunBase,
-        train=(train_model(task), Field(..., description=f"TRL {task.upper()}Config fields.")),
+        train=(train_model(task), Field(..., description=f"TRL {trl_config(task).upper()}Config fields.")),
     )
 
 

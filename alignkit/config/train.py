@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from typing_extensions import Annotated
 
+from alignkit.config.tasks import trl_config
 from alignkit.errors import did_you_mean
 
 # alignkit's own descriptions where TRL's are terse or about a different workflow.
@@ -94,12 +95,12 @@ class _TrainBase(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def train_model(task: str) -> type[BaseModel]:
-    """The pydantic model of the `train` section for a task ("sft" or "dpo")."""
+    """The pydantic model of the `train` section for a task (its TRL config's fields: cpt has SFTConfig's)."""
     snap = trl_snapshot()
     fields: dict[str, Any] = {}
-    for name, spec in snap["tasks"][task].items():
+    for name, spec in snap["tasks"][trl_config(task)].items():
         tp = _py_type(spec["type"])
         validators = []
         if name in ("report_to",) or (task == "dpo" and name == "loss_type"):
@@ -123,7 +124,7 @@ def train_model(task: str) -> type[BaseModel]:
             constraints["gt"] = 0
         fields[name] = (tp, Field(default, description=description, **constraints))
     model = create_model(f"{task.upper()}TrainConfig", __base__=_TrainBase, **fields)
-    model.__doc__ = f"TRL {snap['trl_version']} {task.upper()}Config fields."
+    model.__doc__ = f"TRL {snap['trl_version']} {trl_config(task).upper()}Config fields."
     return model
 
 

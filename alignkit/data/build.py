@@ -138,7 +138,11 @@ def build_mixture(
     rendering of every row (needs a tokenizer); ``eval_files`` drops rows contaminated with those
     evaluation prompts and records them in the manifest."""
     import alignkit
+    from alignkit.config.tasks import data_format
     from alignkit.data.progress import progress_for
+
+    task = data_format(task)  # orpo: DPO's pairs
+    render = render and task != "cpt"  # plain text has no chat template to render
     from alignkit.data.sources import MANIFEST, is_build_dir, read_manifest, source_label
 
     out = Path(os.path.expanduser(str(output)))

@@ -278,6 +278,11 @@ def to_trl(dataset_dict, task: str, data: "DataConfig", template: str):
     the empty system turn is added here, so TRL renders exactly what preview and build showed.
     Set the template on the tokenizer with ``apply_template`` before training.
     """
+    from alignkit.config.tasks import data_format
+
+    task = data_format(task)
+    if task == "cpt":  # language modelling: the text column only, no template
+        return type(dataset_dict)({name: ds.select_columns(["text"]) for name, ds in dataset_dict.items()})
     keep = ["messages"] if task == "sft" else ["prompt", "chosen", "rejected"]
     first = keep[0]
     out = {}

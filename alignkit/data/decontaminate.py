@@ -129,10 +129,16 @@ class NgramIndex:
 
 
 def row_texts(task: str, row: dict) -> list[str]:
-    cols = ("messages",) if task == "sft" else ("prompt", "chosen", "rejected")
+    from alignkit.data.validate import task_columns
+
+    cols = task_columns(task)
     out = []
     for c in cols:
-        for m in row.get(c) or []:
+        value = row.get(c)
+        if isinstance(value, str):  # CPT: plain text
+            out.append(value)
+            continue
+        for m in value or []:
             if isinstance(m, dict) and isinstance(m.get("content"), str):
                 out.append(m["content"])
     return out
@@ -147,7 +153,9 @@ def _scan_range(args):
 
 
 def _scan(table, task, index: NgramIndex, start: int, stop: int):
-    cols = ["messages"] if task == "sft" else ["prompt", "chosen", "rejected"]
+    from alignkit.data.validate import task_columns
+
+    cols = list(task_columns(task))
     part = table.select(cols).slice(start, stop - start)
     data = {c: part.column(c).to_pylist() for c in cols}
     hits = []

@@ -22,7 +22,7 @@ from alignkit.errors import ConfigError, DataError, Problem
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.config.data import DataConfig
 
-Task = Literal["sft", "dpo"]
+Task = Literal["sft", "dpo", "orpo", "cpt"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,10 +215,12 @@ def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:
     import numpy as np
     import pyarrow as pa
 
+    from alignkit.config.tasks import TASKS, data_format
     from alignkit.data.validate import raise_for_problems, task_columns, validate_table
 
-    if task not in ("sft", "dpo"):
-        raise ConfigError(Problem(where="task", message=f"unknown task {task!r}", fix="use sft or dpo"))
+    if task not in TASKS:
+        raise ConfigError(Problem(where="task", message=f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}"))
+    task = data_format(task)  # orpo trains on DPO's pairs
     if not data.mixture:
         raise ConfigError(
             Problem(where="data.mixture", message="no data sources", fix="add at least one source (id: or path:)")
@@ -234,7 +236,7 @@ def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:
         bar = prog.task("validating", sum(t.num_rows for t in tables))
         results = []
         for i, ls in enumerate(loaded):
-            tables[i], res = validate_table(tables[i], task, ls.label, locate=ls.locate)
+            tables[i], res = validate_table(tables[i], task, ls.label, locate=ls.locate, text_column=data.text_column)
             results.append(res)
             bar.advance(tables[i].num_rows)
     raise_for_problems(results, skip_invalid=data.skip_invalid)
@@ -252,10 +254,12 @@ def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:
             rows = np.arange(n, dtype=np.int64)
         valid_rows.append(rows)
 
-    # the task columns first, then the rest in each source's order
+    # the task columns first, then the rest in each source's order (CPT: only the text, as the handbook's
+    # run_cpt.py kept only its text_column: nothing else trains)
     cols = task_columns(task)
     for i, t in enumerate(tables):
-        tables[i] = t.select([c for c in cols if c in t.column_names] + [c for c in t.column_names if c not in cols])
+        rest = [] if task == "cpt" else [c for c in t.column_names if c not in cols]
+        tables[i] = t.select([c for c in cols if c in t.column_names] + rest)
     carved = data.test_split_size is not None
     _reconcile(data, tables, task, lambda i: "test" if data.mixture[i].is_test else "train")
 

@@ -108,6 +108,8 @@ def _vector_sft(table, renderer: Renderer):
 
 
 def rendered_column_names(task: str) -> list[str]:
+    if task == "cpt":
+        return []  # plain text: nothing to render
     return ["text"] if task == "sft" else ["text_prompt", "text_chosen", "text_rejected"]
 
 

@@ -1,4 +1,7 @@
-"""Row validation for SFT and DPO data, before anything is trained.
+"""Row validation for SFT, DPO (and ORPO: the same pairs) and CPT data, before anything is trained.
+
+CPT rows need a string in their text column (``data.text_column``, default ``text``), which the build holds as
+``text``.
 
 SFT rows need ``messages``: a list of ``{role, content}`` with roles system/user/assistant, a system
 turn only at the start, at least one user turn, and an assistant turn at the end.
@@ -30,15 +33,21 @@ from alignkit.errors import DataError, Problem
 ROLES = ("system", "user", "assistant")
 SFT_COLUMNS = ("messages",)
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
+CPT_COLUMNS = ("text",)
 SKIP_FIX = "fix the rows, or set data.skip_invalid: true (--skip-invalid) to drop invalid rows and count them"
 PROBLEM_CAP = 20
 
 
 def task_columns(task: str) -> tuple[str, ...]:
+    from alignkit.config.tasks import data_format
+
+    task = data_format(task)
     if task == "sft":
         return SFT_COLUMNS
     if task == "dpo":
         return DPO_COLUMNS
+    if task == "cpt":
+        return CPT_COLUMNS
     raise ValueError(f"unknown task {task!r}")
 
 
@@ -392,11 +401,50 @@ def validate_dpo(table, source: str, *, locate=None) -> tuple[Any, SourceValidat
     return table, result
 
 
-def validate_table(table, task: str, source: str, *, locate=None):
+def validate_text(table, source: str, column: str | None = None, *, locate=None):
+    """CPT rows: a non-empty string in ``column`` (default text), returned as the ``text`` column."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from alignkit.config.tasks import DEFAULT_TEXT_COLUMN
+
+    column = column or DEFAULT_TEXT_COLUMN
+    result = SourceValidation(source=source, rows=table.num_rows, locate=locate)
+    if column not in table.column_names:
+        result.source_problems.append(Problem(
+            where=f"source {source}", message=f"has no '{column}' column (it has: {', '.join(table.column_names)})",
+            fix="set data.text_column (the handbook's text_column) to the column holding the text"))
+        return table, result
+    col = table.column(column)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        result.source_problems.append(Problem(
+            where=f"source {source} column '{column}'", message=f"holds {col.type}, not text",
+            fix="point data.text_column at a column of strings (conversations train with `alignkit sft`)"))
+        return table, result
+    empty = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0), True)
+    bad = np.nonzero(empty.to_numpy(zero_copy_only=False))[0].astype(np.int64)
+    result.bad_rows = bad
+    nulls = col.is_null().to_numpy(zero_copy_only=False)
+    result.problems = [RowProblem(int(i), f"{column} is {'missing (null)' if nulls[i] else 'empty'}")
+                       for i in bad[:PROBLEM_CAP]]
+    if column != "text":
+        if "text" in table.column_names:
+            table = table.drop_columns(["text"])
+        table = table.rename_columns(["text" if c == column else c for c in table.column_names])
+    return table, result
+
+
+def validate_table(table, task: str, source: str, *, locate=None, text_column: str | None = None):
+    from alignkit.config.tasks import data_format
+
+    task = data_format(task)
     if task == "sft":
         return validate_sft(table, source, locate=locate)
     if task == "dpo":
         return validate_dpo(table, source, locate=locate)
+    if task == "cpt":
+        return validate_text(table, source, text_column, locate=locate)
     raise ValueError(f"unknown task {task!r}")
 
 

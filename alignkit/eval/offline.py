@@ -33,7 +33,7 @@ def held_out_rows(
     if not recipe and not config:
         raise UsageError(
             Problem(
-                where=f"alignkit eval {'prefs' if task == 'dpo' else 'loss'}",
+                where=f"alignkit eval {'prefs' if task in ('dpo', 'orpo') else 'loss'}",
                 message="no data given",
                 fix="pass --data FILE.jsonl, or --recipe NAME / --config FILE.yaml to use the run's test split",
             )

@@ -303,7 +303,7 @@ def _speed_notes(resolved: Resolved) -> list[str]:
     if getattr(train, "train_sampling_strategy", None) == "group_by_length":
         notes.append("batches of similar-length rows (train_sampling_strategy=group_by_length): less padding, "
                      "1.6x useful tokens/s on long-tailed chat data (bench/bench_tokens.py)")
-    if resolved.task == "sft":
+    if resolved.task in ("sft", "cpt"):  # SFTConfig: packing and padding-free
         if getattr(train, "packing", False):
             notes.append(f"packing on ({getattr(train, 'packing_strategy', 'bfd')}): padding-free batches; with "
                          "flash-attention rows never attend to each other")

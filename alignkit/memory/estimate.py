@@ -14,7 +14,8 @@ What is counted, per GPU (per process on the cpu profile), in bytes:
 * **optimizer** — AdamW: 2 states per trainable parameter, in the parameter's dtype with plain torch
   (pure bf16 training keeps bf16 states); 1 state for RMSprop/Lion/Adagrad, 0 for SGD and
   Adafactor (factored, negligible), 1 B per state for 8-bit optimizers. DeepSpeed keeps fp32 states
-  and an fp32 master copy of 16-bit parameters, partitioned: 16 B/param / world size for AdamW.
+  and an fp32 master copy of 16-bit parameters, partitioned: 16 B/param / world size for AdamW (6 B with an
+  8-bit AdamW, whose 1-byte states step the fp32 master partition).
   ``offload_optimizer`` moves that to host RAM.
 * **reference model** (DPO) — full fine-tuning keeps a frozen copy of the starting model (sharded under
   ZeRO-3) unless ``precompute_ref_log_probs``; with LoRA the reference is the policy with its adapter
@@ -248,7 +249,9 @@ def estimate(s: Setup, overhead: bool = True) -> Estimate:
     if s.zero_stage:
         grads = trainable * param_b / world
         master = 4 if param_b != 4 else 0
-        opt = 0.0 if s.offload_optimizer else trainable * (master + states * 4) / world
+        # DeepSpeed's own Adam keeps fp32 states; a client 8-bit optimizer (adamw_bnb_8bit, which transformers
+        # hands to DeepSpeed as an untested optimizer) keeps its 1-byte states on the fp32 master partition
+        opt = 0.0 if s.offload_optimizer else trainable * (master + states * (state_b or 4)) / world
         # the step upcasts each sub-group's gradient partition to fp32 (sub_group_size: 1e9 elements)
         opt_step = 0.0 if s.offload_optimizer or param_b == 4 else min(trainable / world, ZERO_SUB_GROUP) * 4
         ddp = 0.0

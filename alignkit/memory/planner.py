@@ -127,6 +127,8 @@ class MemoryPlan:
 
 
 def reference_kind(s: Setup) -> str | None:
+    if s.task == "orpo":
+        return "none (ORPO trains without a reference model)"
     if s.task != "dpo":
         return None
     if s.adaptation != "full":

@@ -14,7 +14,7 @@ from alignkit.memory.arch import Arch
 class Setup:
     """Everything the estimate depends on, as plain data (built from a launch plan by `setup_from_plan`)."""
 
-    task: str  # sft | dpo
+    task: str  # sft | dpo | orpo | cpt
     arch: Arch
     adaptation: str = "full"  # full | lora | qlora
     dtype_bytes: int = 2  # weights/compute dtype: 2 (bf16/fp16) or 4 (fp32)
@@ -46,8 +46,10 @@ class Setup:
 
     @property
     def rows(self) -> int:
-        """Sequences in one forward: DPO concatenates chosen and rejected."""
-        return self.micro_batch * (2 if self.task == "dpo" else 1)
+        """Sequences in one forward: DPO and ORPO concatenate chosen and rejected."""
+        from alignkit.config.tasks import PREFERENCE
+
+        return self.micro_batch * (2 if self.task in PREFERENCE else 1)
 
     @property
     def tokens(self) -> int:
@@ -57,9 +59,10 @@ class Setup:
 
 def _train_values(task: str, train: dict[str, Any]) -> dict[str, Any]:
     """The run's train section over TRL's defaults (the resolved config only holds what a layer set)."""
+    from alignkit.config.tasks import trl_config
     from alignkit.config.train import trl_snapshot
 
-    defaults = {k: v.get("default") for k, v in trl_snapshot()["tasks"][task].items()}
+    defaults = {k: v.get("default") for k, v in trl_snapshot()["tasks"][trl_config(task)].items()}
     return {**defaults, **train}
 
 
@@ -92,8 +95,9 @@ def setup_from_plan(p: Any, arch: Arch, *, cpu: bool) -> tuple[Setup, list[str]]
     def offloaded(key: str) -> bool:
         return str((zero.get(key) or {}).get("device", "none")).lower() in ("cpu", "nvme")
 
-    packing = bool(train.get("packing")) if p.task == "sft" else False
-    padding_free = bool(train.get("padding_free")) and p.task == "sft"
+    sft_like = p.task in ("sft", "cpt")  # SFTConfig: packing and padding-free
+    packing = bool(train.get("packing")) if sft_like else False
+    padding_free = bool(train.get("padding_free")) and sft_like
     if packing and train.get("packing_strategy", "bfd") in ("bfd", "bfd_split"):
         padding_free = True
     max_length = train.get("max_length")

@@ -141,10 +141,11 @@ def peft_config(run: Run):
     )
 
 
-def trainer_args(run: Run, cls):
-    """SFTConfig / DPOConfig from the run's `train` section (TRL's own field names)."""
+def trainer_args(run: Run, cls, **fixed: Any):
+    """SFTConfig / DPOConfig / ORPOConfig from the run's `train` section (TRL's own field names); `fixed`: what
+    the recipe sets itself (CPT's dataset_text_field)."""
     data = run.config.data
-    kwargs = run.config.train.model_dump(exclude_unset=True)
+    kwargs = {**run.config.train.model_dump(exclude_unset=True), **fixed}
     kwargs["output_dir"] = str(run.output_dir)
     if data.preprocessing_num_workers:
         kwargs["dataset_num_proc"] = data.preprocessing_num_workers

@@ -126,8 +126,10 @@ def test_bad_input_exit_2():
     assert code == 2 and "--profile" in err
     code, _, err = invoke(*ZEPHYR, "--model", "acme/unknown-model")
     assert code == 2 and "--model" in err and "7b" in err
-    code, _, err = invoke(*ZEPHYR, "--task", "orpo")
+    code, _, err = invoke(*ZEPHYR, "--task", "kto")
     assert code == 2 and "--task" in err
+    code, _, err = invoke(*ZEPHYR, "--task", "orpo")  # a task the recipe has no step for
+    assert code == 2 and "has no orpo step" in err
     code, _, err = invoke(*ZEPHYR, "--gpu-mem-gb", "0")
     assert code == 2 and "--gpu-mem-gb" in err
     code, _, err = invoke(*ZEPHYR, "--lerning_rate=1e-5")

@@ -221,20 +221,15 @@ def test_every_recipe_builds_its_trl_config(recipe_file, tmp_path, monkeypatch):
 
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     warnings.filterwarnings("ignore")
-    if recipe_file.task == "orpo":  # straight from the file until alignkit orpo (and its config section) lands
-        from trl.experimental.orpo import ORPOConfig
+    from trl import DPOConfig, SFTConfig
 
-        kwargs = {**yaml.safe_load(recipe_file.text)["train"], "bf16": False}
-        cls = ORPOConfig
-    else:
-        from trl import DPOConfig, SFTConfig
+    from alignkit.config.resolve import resolve_config
+    from alignkit.train.trl_compat import orpo
 
-        from alignkit.config.resolve import resolve_config
-
-        profile = "cpu" if recipe_file.adaptation == "full" else f"{recipe_file.adaptation},cpu"
-        r = resolve_config(recipe_file.task, recipe=recipe_file.recipe, profile=profile)
-        kwargs = r.config.train.model_dump(exclude_unset=True)
-        cls = SFTConfig if recipe_file.task == "sft" else DPOConfig
+    profile = "cpu" if recipe_file.adaptation == "full" else f"{recipe_file.adaptation},cpu"
+    r = resolve_config(recipe_file.task, recipe=recipe_file.recipe, profile=profile)
+    kwargs = r.config.train.model_dump(exclude_unset=True)
+    cls = {"sft": SFTConfig, "cpt": SFTConfig, "dpo": DPOConfig, "orpo": orpo()[0]}[recipe_file.task]
     kwargs.pop("push_to_hub", None)
     kwargs.pop("gradient_checkpointing_kwargs", None)
     if "gradient_checkpointing" in kwargs:  # a deprecated alias in transformers 5 (the trainer renames it too)

@@ -4,7 +4,8 @@ rebuilt by scripts/handbook_fixtures.py; INDEX.json names the commits and each f
 Every SFT and DPO file validates and dry-runs with the task of its folder and the launch shape the handbook's
 READMEs give (full: DeepSpeed ZeRO-3 on 8 GPUs; LoRA/QLoRA: one GPU), and the plan carries the values the
 handbook's own code would have used. Most files go through the Python function behind `--dry-run`
-(`plan_run`), a representative few through the CLI. ORPO and CPT files wait for their commands.
+(`plan_run`), a representative few through the CLI. ORPO and CPT files plan and dry-run with `alignkit orpo` and
+`alignkit cpt`, and `alignkit dpo` refuses the ORPO file (it would train DPO with ORPO's beta).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from alignkit.cli import app
+from tests.helpers import run_cli
 from alignkit.launch.build import plan_run
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "handbook"
@@ -108,8 +110,10 @@ def expected_values(raw: dict, task: str) -> dict[tuple[str, str], object]:
     return out
 
 
-def expected_mixture(raw: dict) -> tuple[list[tuple], int, object]:
-    """(sources as (id, config, split, weight, columns, keep_columns), mix seed, test_split_size)."""
+def expected_mixture(raw: dict, task: str = "sft") -> tuple[list[tuple], int, object]:
+    """(sources as (id, config, split, weight, columns, keep_columns), mix seed, test_split_size). The old
+    run_cpt.py kept only the text column of each dataset_mixer source, the other scripts the chat columns."""
+    keep = [raw.get("text_column", "text")] if task == "cpt" else CHAT
     sources: list[tuple] = []
     seed, size = 42, None
     if "dataset_mixture" in raw:
@@ -124,7 +128,7 @@ def expected_mixture(raw: dict) -> tuple[list[tuple], int, object]:
         configs = raw.get("dataset_configs") or [None] * len(raw["dataset_mixer"])
         for (name, frac), config in zip(raw["dataset_mixer"].items(), configs):
             for split in raw.get("dataset_splits") or ["train", "test"]:
-                sources.append((name, config, split, 1.0 if "test" in split else frac, None, CHAT))
+                sources.append((name, config, split, 1.0 if "test" in split else frac, None, keep))
         seed = 42  # the old mix_datasets shuffled with a fixed 42
     if raw.get("dataset_name"):
         splits = [raw.get("dataset_train_split") or "train"] + ([raw["dataset_test_split"]]
@@ -142,7 +146,7 @@ def check_plan(p, raw: dict, task: str, n: int) -> None:
     cfg = p.config.to_dict()
     for (section, key), value in expected_values(raw, task).items():
         assert cfg[section].get(key) == value, f"{section}.{key}: {cfg[section].get(key)!r} != {value!r}"
-    sources, seed, size = expected_mixture(raw)
+    sources, seed, size = expected_mixture(raw, task)
     got = [(s["id"], s["config"], s["split"], s["weight"], s["columns"], s.get("keep_columns"))
            for s in cfg["data"]["mixture"]]
     assert got == sources
@@ -233,7 +237,6 @@ def test_validate_prints_the_translations_the_dry_run_prints():
 
 
 @pytest.mark.parametrize("item", ORPO_CPT, ids=file_id)
-@pytest.mark.xfail(reason="alignkit orpo/cpt not yet implemented", strict=True)
 def test_orpo_and_cpt_files_dry_run_with_their_own_command(item):
     label, path, task = item
     raw = raw_of(label, path)
@@ -243,6 +246,34 @@ def test_orpo_and_cpt_files_dry_run_with_their_own_command(item):
     assert res.exit_code == 0, (res.stderr, res.exception)
     plan = json.loads(res.stdout)
     assert plan["task"] == task
+    assert plan["command"][-3:-2] == [f"alignkit.train.{task}"]
+
+
+@pytest.mark.parametrize("item", ORPO_CPT, ids=file_id)
+def test_orpo_and_cpt_files_plan_with_the_handbooks_values(item):
+    label, path, task = item
+    raw = raw_of(label, path)
+    profile, n = shape(raw)
+    p = plan_run(task, config_files=[str(ROOT / label / path)], profile=profile, num_gpus=n, dry_run=True)
+    assert p.task == task and p.profile == profile
+    check_plan(p, raw, task, n)
+    if task == "cpt":
+        assert p.config.train.packing is True  # alignkit's CPT default: the text is packed
+        assert p.config.data.text_column is None  # the handbook's default column: text
+
+
+ORPO_FILES = [f for f in ORPO_CPT if f[2] == "orpo"]
+
+
+@pytest.mark.parametrize("item", ORPO_FILES, ids=file_id)
+def test_dpo_refuses_the_orpo_file(item):
+    label, path, _ = item
+    f = str(ROOT / label / path)
+    res = run_cli("dpo", f, "--profile", "full", "--num-gpus", "8", "--dry-run")
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    err = " ".join(res.stderr.split())
+    assert "is in an `orpo` folder" in err and "alignkit orpo" in err
+    assert "Traceback" not in res.stderr
 
 
 QLORA = [f for f in SFT_DPO if raw_of(f[0], f[1]).get("load_in_4bit")]

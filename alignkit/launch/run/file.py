@@ -35,7 +35,7 @@ class RunFile(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
     alignkit_version: str | None = None
-    task: Literal["sft", "dpo"]
+    task: Literal["sft", "dpo", "orpo", "cpt"]
     profile: str | None = None
     resume: bool = False
     world_size: int | None = None
@@ -73,20 +73,22 @@ class RunFile(BaseModel):
         raw = read_yaml(path)
         if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
             raise ConfigError(Problem(str(path), "is not an alignkit run file (no `config` mapping)",
-                                      "start the run with `alignkit sft|dpo`, which writes it"))
+                                      "start the run with `alignkit sft|dpo|orpo|cpt`, which writes it"))
         task = task or raw.get("task") or raw["config"].get("task")
-        if task not in ("sft", "dpo"):
-            raise ConfigError(Problem(f"{path}: task", f"unknown task {task!r}", "use sft or dpo"))
+        from alignkit.config.tasks import TASKS
+
+        if task not in TASKS:
+            raise ConfigError(Problem(f"{path}: task", f"unknown task {task!r}", f"use one of {', '.join(TASKS)}"))
         try:
             return run_file_model(task).model_validate(raw)
         except ValidationError as exc:
             raise ConfigError([Problem(f"{path}: {'.'.join(str(x) for x in err['loc'])}",
                                        err["msg"].removeprefix("Value error, "),
-                                       "start the run again with `alignkit sft|dpo` (it rewrites the run file)")
+                                       "start the run again with `alignkit sft|dpo|orpo|cpt` (it rewrites the run file)")
                                for err in exc.errors()]) from None
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=8)
 def run_file_model(task: str) -> type[RunFile]:
     """RunFile whose `config` is the task's typed config (run_model(task))."""
     return create_model(f"{task.upper()}RunFile", __base__=RunFile,  # type: ignore[call-overload]
