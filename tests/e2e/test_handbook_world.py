@@ -58,11 +58,25 @@ def _run(world: Path, env, task: str, recipe: Path, out: str, *extra: str):
     return proc
 
 
+def _assert_recorded_lr(out: Path, recipe: Path) -> None:
+    run = yaml.safe_load((out / "alignkit" / "run.yaml").read_text())
+    assert run["config"]["train"]["learning_rate"] == yaml.safe_load(recipe.read_text())["learning_rate"]
+
+
 def test_zephyr_sft_new_keys(world, tiny_env):
     recipe = HANDBOOK / "2025-07-29" / "recipes" / "zephyr-7b-beta" / "sft" / "config_full.yaml"
     _run(world, tiny_env, "sft", recipe, "runs/sft-new")
     out = world / "runs" / "sft-new"
     assert any(out.rglob("*.safetensors")), sorted(p.name for p in out.rglob("*"))
-    run_yaml = next(out.rglob("run.yaml"))
-    text = run_yaml.read_text()
-    assert "learning_rate" in text and ("2.0e-05" in text or "2e-05" in text), text[:2000]
+    _assert_recorded_lr(out, recipe)
+
+
+def test_zephyr_dpo_new_keys_reads_the_sft_output(world, tiny_env):
+    """The DPO file names ``alignment-handbook/zephyr-7b-sft-full``: the SFT output stands there."""
+    sft = HANDBOOK / "2025-07-29" / "recipes" / "zephyr-7b-beta" / "sft" / "config_full.yaml"
+    _run(world, tiny_env, "sft", sft, "alignment-handbook/zephyr-7b-sft-full")
+    dpo = HANDBOOK / "2025-07-29" / "recipes" / "zephyr-7b-beta" / "dpo" / "config_full.yaml"
+    _run(world, tiny_env, "dpo", dpo, "runs/dpo-new")
+    out = world / "runs" / "dpo-new"
+    assert (out / "model.safetensors").is_file(), sorted(p.name for p in out.rglob("*"))
+    _assert_recorded_lr(out, dpo)
