@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
@@ -86,3 +87,20 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
             shutil.rmtree(old, ignore_errors=True)
             return
     os.rename(tmp, out)
+
+
+@contextlib.contextmanager
+def building_dir(out: str | os.PathLike, *, tag: str = "tmp") -> Iterator[Path]:
+    """A fresh directory beside ``out`` (``.<name>.<tag>-XXXX``, same filesystem) to write a whole directory
+    into. When the block ends, it gets the mode of an ordinary directory (0755: mkdtemp makes it private)
+    and replaces ``out`` through ``replace_dir``; when the block raises, it is removed. Readers see the old
+    ``out`` or the complete new one, never a half-written one. ``out``'s parent must exist."""
+    out = Path(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 
 from alignkit.secrets import redact
 
@@ -36,6 +36,23 @@ def print_json(data: Any) -> None:
 def print_out(text: str) -> None:
     sys.stdout.write(redact(text) + ("" if text.endswith("\n") else "\n"))
     sys.stdout.flush()
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows on stdout: a rich table on a terminal (cells never read as markup), else one tab-separated
+    line per row after the header line, never wrapped (for scripts)."""
+    if sys.stdout.isatty():
+        from rich.markup import escape
+        from rich.table import Table
+
+        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        for col in header:
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*(escape(str(v)) for v in row))
+        out_console().print(t)
+    else:
+        print_out("\n".join("\t".join(str(v) for v in row) for row in [header, *rows]))
 
 
 def info(text: str) -> None:

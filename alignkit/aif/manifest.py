@@ -19,14 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from alignkit.errors import DataError, Problem, UsageError
-from alignkit.fsutil import write_atomic, replace_dir
+from alignkit.fsutil import building_dir, write_atomic
 
 FORMAT = 1
 MARKER = "alignkit_aif"  # key of manifest.json (the mixer's build dirs use "alignkit_mix")
@@ -231,8 +229,7 @@ def write_dataset_dir(
     }
     from alignkit.aif.progress import quiet_hf
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with building_dir(out) as tmp:
         with quiet_hf(datasets_too=True):
             # an empty split needs one (empty) shard: with zero, datasets 5.2 cannot load_from_disk it
             dd.save_to_disk(str(tmp), num_shards={name: (1 if not rows else None) for name, rows in splits.items()})
@@ -247,11 +244,6 @@ def write_dataset_dir(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (tmp / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -187,17 +187,7 @@ def status(
         where = j.node_list or (f"({j.reason})" if j.reason and j.reason != "None" else "")
         state = j.state + (f" (restarts {j.restarts})" if j.restarts else "")
         rows.append((j.job_id, j.name, state, j.elapsed, j.nodes, where, _progress_text(j.progress)))
-    if sys.stdout.isatty():
-        from rich.table import Table
-
-        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        for col in header:
-            t.add_column(col)
-        for row in rows:
-            t.add_row(*(_esc(v) for v in row))
-        ui.out_console().print(t)
-    else:  # piped: one tab-separated line per job, never wrapped
-        ui.print_out("\n".join("\t".join(str(v) for v in row) for row in [header, *rows]))
+    ui.print_table(header, rows)  # piped: one tab-separated line per job
     if job_id is not None and not array:
         j = jobs[0]
         if j.output_dir:

@@ -195,20 +195,6 @@ def _task_command(task: str):
     return command
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    if sys.stdout.isatty():
-        from rich.table import Table
-
-        t = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        for col in header:
-            t.add_column(col)
-        for row in rows:
-            t.add_row(*(_esc(v) for v in row))
-        ui.out_console().print(t)
-    else:
-        ui.print_out("\n".join("\t".join(row) for row in [header, *rows]))
-
-
 def status_command(
     sweep_dir: Annotated[Path, typer.Argument(metavar="SWEEP_DIR", help="The --output of the sweep.")],
     as_json: options.JsonOpt = False,
@@ -221,7 +207,7 @@ def status_command(
         ui.print_json({"task": m.task, "grid": m.grid, "slurm": m.slurm, "points": [r.to_json() for r in rows]})
         return
     header, table = sweep_status.table(m, rows)
-    _table(header, table)
+    ui.print_table(header, table)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1

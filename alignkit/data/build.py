@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +33,7 @@ from alignkit.data.fingerprint import (
     tokenizer_fingerprint,
 )
 from alignkit.errors import ConfigError, Problem, UsageError
-from alignkit.fsutil import replace_dir
+from alignkit.fsutil import building_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.config.data import DataConfig
@@ -233,8 +231,7 @@ def build_mixture(
 
         # write next to the destination, then rename into place
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
+        with building_dir(out) as tmp:
             splits_info: dict[str, dict] = {}
             jobs = []
             for split, table in tables.items():
@@ -299,11 +296,6 @@ def build_mixture(
                 "alignkit_version": alignkit.__version__,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o755)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return BuildResult(out, False, manifest)
 
 

@@ -285,6 +285,24 @@ def load_source(src: "DataSource", *, num_proc: int | None = None) -> LoadedSour
     return _load_local(src)
 
 
+def dir_layout(path: Path, split: str) -> tuple[str, Path]:
+    """What a local source directory holds, and where to read ``split`` from: ``("build", path)`` (a mix
+    build), ``("save_to_disk", dir)`` (a saved Dataset or DatasetDict; ``path/split`` in the old handbook's
+    layout, save_to_disk(DIR/split) per split), or ``("dir", path)`` (data files named after their split)."""
+    if is_build_dir(path):
+        return "build", path
+    if (path / split / "state.json").is_file():
+        path = path / split
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return "save_to_disk", path
+    return "dir", path
+
+
+def _no_split(where: str, what: str, split: str, have: list[str]) -> DataError:
+    return DataError(Problem(where=where, message=f"this {what} has no split {split!r} (it has: {', '.join(have) or 'none'})",
+                             fix="set 'split:' to one of those"))
+
+
 def _load_local(src: "DataSource") -> LoadedSource:
     raw = os.path.expanduser(src.path)
     where = f"source {src.path}"
@@ -302,17 +320,12 @@ def _load_local(src: "DataSource") -> LoadedSource:
     if path.is_file():
         table = read_data_file(path)
         return LoadedSource(src, table, "file", [path], [table.num_rows])
-    if is_build_dir(path):
+    kind, path = dir_layout(path, src.split)
+    if kind == "build":
         manifest = read_manifest(path)
         splits = manifest.get("splits", {})
         if src.split not in splits:
-            raise DataError(
-                Problem(
-                    where=where,
-                    message=f"this mix build has no split {src.split!r} (it has: {', '.join(splits) or 'none'})",
-                    fix="set 'split:' to one of those",
-                )
-            )
+            raise _no_split(where, "mix build", src.split, list(splits))
         import pyarrow.parquet as pq
 
         files = [path / f["file"] for f in splits[src.split]["files"]]
@@ -321,9 +334,7 @@ def _load_local(src: "DataSource") -> LoadedSource:
         return LoadedSource(
             src, _concat(tables, where), "build", files, [t.num_rows for t in tables], info={"manifest_key": manifest.get("key")}
         )
-    if (path / src.split / "state.json").is_file():
-        path = path / src.split  # the old handbook's local layout: save_to_disk(DIR/split) per split
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+    if kind == "save_to_disk":
         import datasets
 
         try:
@@ -332,13 +343,7 @@ def _load_local(src: "DataSource") -> LoadedSource:
             raise DataError(Problem(where=where, message=f"cannot load_from_disk: {exc}", fix="re-save the dataset")) from None
         if isinstance(ds, datasets.DatasetDict):
             if src.split not in ds:
-                raise DataError(
-                    Problem(
-                        where=where,
-                        message=f"this saved DatasetDict has no split {src.split!r} (it has: {', '.join(ds)})",
-                        fix="set 'split:' to one of those",
-                    )
-                )
+                raise _no_split(where, "saved DatasetDict", src.split, list(ds))
             ds = ds[src.split]
         arrow_files = sorted(
             {Path(c["filename"]) for c in getattr(ds, "cache_files", []) if c.get("filename")}
@@ -368,14 +373,13 @@ def source_files(src: "DataSource") -> tuple[str, list[Path]]:
         return "file", [path]
     if not path.is_dir():
         raise DataError(Problem(where=f"source {src.path}", message="no such file or directory", fix="check the path"))
-    if is_build_dir(path):
+    kind, path = dir_layout(path, src.split)
+    if kind == "build":
         splits = read_manifest(path).get("splits", {})
         if src.split in splits:
             return "build", [path / f["file"] for f in splits[src.split]["files"]]
         return "build", []
-    if (path / src.split / "state.json").is_file():
-        path = path / src.split
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+    if kind == "save_to_disk":
         return "save_to_disk", sorted(p for p in path.rglob("*") if p.is_file())
     return "dir", _split_files(path, src.split)[0]
 

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +45,7 @@ from alignkit.config.demo_paths import (  # noqa: F401 - where the assets live (
     demo_root,
 )
 from alignkit.errors import Problem, RuntimeFailure
+from alignkit.fsutil import building_dir
 from alignkit.modeling import quiet_progress
 
 #: bump when the content of a v1 build changes in a way old caches must not be reused
@@ -351,17 +349,9 @@ def ensure_demo_assets(root: Path | None = None, *, force: bool = False, seed: i
     with _lock(root.parent / f".{root.name}.lock"):
         if not force and _is_complete(root, seed):  # built by someone else while we waited
             return DemoAssets.at(root)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-", dir=root.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is an ordinary directory
         try:
-            _build(tmp, seed)
-            if root.exists():
-                trash = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-                os.replace(root, trash / "old")
-                os.replace(tmp, root)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, root)
+            with building_dir(root, tag="build") as tmp:
+                _build(tmp, seed)
         except OSError as e:
             raise RuntimeFailure(
                 Problem(
@@ -370,7 +360,4 @@ def ensure_demo_assets(root: Path | None = None, *, force: bool = False, seed: i
                     fix="check free disk space and permissions, or set ALIGNKIT_CACHE elsewhere",
                 )
             ) from e
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return DemoAssets.at(root, built=True)

@@ -153,18 +153,21 @@ def _is_messages(x: Any) -> bool:
     )
 
 
+def _require_messages(x: Any, where: str, *, fix: str, or_string: bool = False) -> None:
+    """DataError naming ``where`` unless ``x`` is a non-empty list of {role, content} messages (``or_string``:
+    the caller takes a plain string too, and the message says so)."""
+    if not _is_messages(x):
+        also = "a string or " if or_string else ""
+        raise DataError(Problem(where=where, message=f"must be {also}a non-empty list of {{role, content}} messages",
+                                fix=fix))
+
+
 def _split_conversation(x: Any, key: str, where: str) -> tuple[Messages | None, Messages]:
     """(the turns before the final assistant turns or None, the final assistant turns)."""
     if isinstance(x, str):
         return None, [{"role": "assistant", "content": x}]
-    if not _is_messages(x):
-        raise DataError(
-            Problem(
-                where=f"{where}: {key}",
-                message="must be a string or a non-empty list of {role, content} messages",
-                fix="use the ultrafeedback_binarized shape or prompt/chosen/rejected strings",
-            )
-        )
+    _require_messages(x, f"{where}: {key}", or_string=True,
+                      fix="use the ultrafeedback_binarized shape or prompt/chosen/rejected strings")
     if x[-1]["role"] != "assistant":
         raise DataError(
             Problem(
@@ -383,14 +386,7 @@ def eval_loss(
     for i, row in enumerate(rows):
         where = _row_label(row, i)
         msgs = row.get("messages") if isinstance(row, dict) else None
-        if not _is_messages(msgs):
-            raise DataError(
-                Problem(
-                    where=f"{where}: messages",
-                    message="must be a non-empty list of {role, content} messages",
-                    fix="use the ultrachat_200k shape: messages = [{role, content}, ...]",
-                )
-            )
+        _require_messages(msgs, f"{where}: messages", fix="use the ultrachat_200k shape: messages = [{role, content}, ...]")
         if not any(m["role"] == "assistant" for m in msgs):
             raise DataError(Problem(where=f"{where}: messages", message="has no assistant turn to score"))
         full = _render(tok, msgs, generation_prompt=False, where=where)

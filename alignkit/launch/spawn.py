@@ -71,6 +71,19 @@ def read_lock(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    """The lock's process is alive, or the training processes it started still are (they can outlive a
+    killed parent: they still own the dir)."""
+    pid, pgid = owner.get("pid"), owner.get("pgid")
+    return (isinstance(pid, int) and _pid_alive(pid)) or (isinstance(pgid, int) and bool(_group_members(pgid)))
+
+
+def lock_held(lock: Path) -> bool:
+    """A live run on this host holds ``lock``: what ``acquire_lock`` refuses as busy."""
+    owner = read_lock(lock)
+    return isinstance(owner, dict) and owner.get("host") == socket.gethostname() and _owner_alive(owner)
+
+
 @contextlib.contextmanager
 def _guard(directory: Path):
     """Serialize lock checks of one run dir between processes (flock on the dir itself): without it, two
@@ -107,11 +120,8 @@ def _acquire_lock(lock: Path) -> str | None:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = read_lock(lock) or {}
-            pid, host, pgid = owner.get("pid"), owner.get("host"), owner.get("pgid")
-            alive = isinstance(pid, int) and _pid_alive(pid)
-            # the training processes can outlive a killed parent: they still own the dir
-            alive = alive or (isinstance(pgid, int) and bool(_group_members(pgid)))
-            if host == socket.gethostname() and alive:
+            pid, host = owner.get("pid"), owner.get("host")
+            if host == socket.gethostname() and _owner_alive(owner):
                 raise ConfigError(
                     Problem(str(lock.parent.parent), f"busy: another run (pid {pid}, started "
                             f"{owner.get('started', '?')}) is writing to this output dir",

@@ -101,24 +101,10 @@ def has_run(output_dir: str | Path) -> bool:
 
 
 def is_locked(output_dir: str | Path) -> bool:
-    """A live process on this host holds the run (its lock names a pid that is alive)."""
-    import os
-    import socket
+    """A live run on this host holds the run dir's lock (as a new run would find it: busy)."""
+    from alignkit.launch import spawn
 
-    try:
-        owner = json.loads(_layout(output_dir).lock.read_text())
-    except (OSError, ValueError):
-        return False
-    pid = owner.get("pid")
-    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return spawn.lock_held(_layout(output_dir).lock)
 
 
 def config_hash(config: dict[str, Any], drop: list[tuple[str, str]] = ()) -> str:

@@ -50,8 +50,6 @@ REVIEWED = {
     ("alignkit/eval/report.py", "_save_png", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
     ("alignkit/sweep/report.py", "_save", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
     ("alignkit/demo/plot.py", "plot_loss_curves", "savefig"): "into a BytesIO, then fsutil.write_bytes_atomic",
-    ("alignkit/demo/run.py", "quiet_libraries", "append:a"): "the demo's own log (demo.log), appended as warnings "
-                                                               "arrive (a log, not a result)",
     # whole directories built aside and renamed into place
     ("alignkit/data/build.py", "_write_parquet", "write_table"): TEMP_DIR + " (build_mixture)",
     ("alignkit/data/build.py", "build_mixture", "write_text"): TEMP_DIR,
@@ -68,6 +66,8 @@ REVIEWED = {
     ("alignkit/client/log.py", "JsonlLog._load", "append:ab"): "repair: ends a complete last line with its newline",
     ("alignkit/client/log.py", "JsonlLog._load", "open:r+b"): "repair: cuts an interrupted last line off",
     ("alignkit/demo/assets.py", "_lock", "append:a+"): "an flock file; nothing is written to it",
+    ("alignkit/demo/run.py", "quiet_libraries", "append:a"): "demo.log: library warnings appended as they come "
+    "(a log, not a result)",
     ("alignkit/demo/run.py", "run_stage", "open:w"): "the stage's log, streamed as the child prints (a log, not a result)",
     ("alignkit/launch/spawn.py", "_acquire_lock", "os.open"): "the run lock: O_CREAT|O_EXCL is the lock itself; a "
     "lock left empty by a kill reads as stale",

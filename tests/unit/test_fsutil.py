@@ -35,3 +35,26 @@ def test_results_json_keeps_text_and_refuses_what_json_cannot_hold(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(p, {"x": object()}, strict=True)
     assert json.loads(p.read_text()) == {"answer": "é"}  # a refused write leaves the old file
+
+
+def test_building_dir_replaces_the_target_whole_or_leaves_it_as_it_was(tmp_path):
+    import pytest
+
+    from alignkit.fsutil import building_dir
+
+    out = tmp_path / "build"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with building_dir(out) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".build.tmp-")
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]  # the temp dir is gone
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    with building_dir(out, tag="x") as tmp:
+        assert tmp.name.startswith(".build.x-")
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]  # neither temp nor the old one is left
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o755  # an ordinary directory, not mkdtemp's 0700

@@ -305,3 +305,19 @@ def test_invalid_rows_name_the_line_an_editor_shows(tmp_path):
     assert where(tmp_path / "one.jsonl.gz").endswith("row 0 (line 2)")
     assert where(tmp_path / "shard-*.jsonl").endswith("row 3 (file shard-1.jsonl row 1, line 3)")
     assert where(tmp_path / "array.json").endswith("row 1")  # a JSON array has no lines to point at
+
+
+def test_a_mix_build_as_a_source_reads_its_split_and_names_the_ones_it_has(tmp_path):
+    from alignkit.data.build import build_mixture
+    from alignkit.data.sources import load_source, source_files
+
+    write_jsonl(tmp_path / "a.jsonl", sft_rows("a", 6))
+    build_mixture(DataConfig(mixture=[{"path": str(tmp_path / "a.jsonl")}]), "sft", tmp_path / "b", render=False)
+    src = DataConfig(mixture=[{"path": str(tmp_path / "b")}]).mixture[0]
+    loaded = load_source(src)
+    assert loaded.kind == "build" and loaded.table.num_rows == 6
+    assert source_files(src) == ("build", loaded.files)
+    other = DataConfig(mixture=[{"path": str(tmp_path / "b"), "split": "dev"}]).mixture[0]
+    assert source_files(other) == ("build", [])
+    with pytest.raises(DataError, match=r"this mix build has no split 'dev' \(it has: train\)"):
+        load_source(other)

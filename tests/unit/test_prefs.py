@@ -137,6 +137,8 @@ def test_bad_rows_are_data_errors(tiny_model_dir, prefs_test):
         preference_metrics(tiny_model_dir, [])
     with pytest.raises(DataError, match="no prompt"):
         preference_metrics(tiny_model_dir, [{"chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"chosen: must be a string or a non-empty list of \{role, content\} messages"):
+        preference_metrics(tiny_model_dir, [{"prompt": "x", "chosen": 3, "rejected": "b"}])
 
 
 def test_missing_model_and_template(tmp_path, tiny_model_dir, prefs_test):
@@ -180,7 +182,7 @@ def test_eval_loss_multi_turn_and_system(tiny_model_dir):
     assert cut["tokens"] == first["tokens"] and cut["loss"] == pytest.approx(first["loss"], abs=1e-5)
     with pytest.raises(DataError, match="no assistant turn"):
         eval_loss(tiny_model_dir, [{"messages": msgs[:2]}])
-    with pytest.raises(DataError, match="row 0.*messages"):
+    with pytest.raises(DataError, match=r"row 0.*messages: must be a non-empty list of \{role, content\} messages"):
         eval_loss(tiny_model_dir, [{"text": "hi"}])
 
 

@@ -208,3 +208,30 @@ def test_status_reads_each_point_from_its_files(tmp_path):
     # a run that says running while no process holds it was interrupted
     (done / "alignkit" / "status.json").write_text(json.dumps({"state": "running"}))
     assert status.sweep_status(tmp_path)[1][0].state == "interrupted"
+
+
+def test_a_point_is_locked_exactly_when_a_new_run_would_find_its_dir_busy(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from alignkit.launch.run import RunDir
+    from alignkit.sweep import runs
+
+    lock = RunDir.of(tmp_path).lock
+    assert not runs.is_locked(tmp_path)  # no lock at all
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert runs.is_locked(tmp_path)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": "some-other-host"}))
+    assert not runs.is_locked(tmp_path)  # not ours to judge: status says what the run file says
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    assert not runs.is_locked(tmp_path)
+    # the parent is gone but the training processes it started still run: still held, as acquire_lock says
+    lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "pgid": os.getpgid(0)}))
+    assert runs.is_locked(tmp_path)
+    lock.write_text("not json")
+    assert not runs.is_locked(tmp_path)

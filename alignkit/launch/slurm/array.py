@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from alignkit.errors import Problem, UsageError
 from alignkit.launch.slurm import layout, render
@@ -83,68 +83,58 @@ def render_array_sbatch(
     run_dirs: Sequence[str | os.PathLike],
     indices: Sequence[int],
     max_concurrent: int | None = None,
-    job_name: str,
-    nodes: int,
-    gpus_per_node: int,
-    log_dir: str | os.PathLike,
-    partition: str | None = None,
-    time: str | None = None,
-    account: str | None = None,
-    qos: str | None = None,
-    constraint: str | None = None,
-    exclusive: bool = False,
-    extra_sbatch_args: Sequence[str] = (),
-    env_setup: str | None = None,
-    workdir: str | os.PathLike | None = None,
-    cpus_per_task: int | None = None,
-    signal_lead: int | None = None,
-    main_process_port: int | None = None,
-    request_gpus: bool | None = None,
+    **options: Any,
 ) -> str:
     """The array script. ``plan`` is the plan of the run in ``run_dirs[0]`` (its launch, with that run dir
     replaced, is every task's); task ``i`` runs the run in ``run_dirs[i]``; ``indices`` are the tasks to
-    submit. Raises UsageError naming the option for a value that cannot go into the script."""
+    submit; ``options`` are ``render.render_sbatch``'s (job name, shape, log dir, sbatch options...), all but
+    ``run_file``, which is each task's own. Raises UsageError naming the option for a value that cannot go
+    into the script."""
     if not run_dirs:
         raise UsageError(Problem("--array", "no run to put in the array", "give at least one run"))
     run_dirs = [os.path.abspath(os.fspath(d)) for d in run_dirs]
+    extra_sbatch_args = options.get("extra_sbatch_args", ())
     for extra in (a for a in extra_sbatch_args if str(a).lstrip("-").startswith(("array", "a=", "output", "o="))):
         raise UsageError(Problem(f"--sbatch-arg={extra}", "is set by the job array itself",
                                  "drop it (--max-concurrent caps the concurrent tasks)"))
-    spec = array_spec(indices, max_concurrent)
-    first = run_dirs[0]
-    job = render.validate(plan, job_name=job_name, nodes=nodes, gpus_per_node=gpus_per_node, time=time,
-                          log_dir=log_dir, run_file=os.path.join(first, layout.RUN_FILE), workdir=workdir,
-                          cpus_per_task=cpus_per_task, signal_lead=signal_lead,
-                          main_process_port=main_process_port, request_gpus=request_gpus)
+    tasks = Tasks(run_dirs, array_spec(indices, max_concurrent))
+    return render.render_sbatch(plan, run_file=os.path.join(run_dirs[0], layout.RUN_FILE), variant=tasks, **options)
 
-    def generic(tok: str) -> str:
-        return tok.replace(first, _SENTINEL)
 
-    launch = render.Launch([generic(t) for t in job.launch.prefix], [generic(t) for t in job.launch.flags],
-                           [generic(t) for t in job.launch.target], job.port)
-    lines = render.header(plan, job, partition=partition, time=time, account=account, qos=qos,
-                          constraint=constraint, exclusive=exclusive, extra_sbatch_args=extra_sbatch_args,
-                          cpus_per_task=cpus_per_task)
-    lines = [sbatch_directive("--output", array_log_pattern(job.log_dir), where="log dir")
-             if ln.startswith("#SBATCH --output=") else ln for ln in lines]
-    at = next(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH --job-name")) + 1
-    lines.insert(at, sbatch_directive("--array", spec, where="--array"))
-    lines[1] = lines[1].replace("# alignkit: ", f"# alignkit job array ({len(run_dirs)} runs): ", 1)
-    lines.append("")
-    lines += render.signal_handlers()
-    lines += select_run(run_dirs)
-    lines += render.environment(env_setup, plan.env, job.nodes)
-    lines += render.rendezvous(job.port, job.gpus_per_node)
-    lines.append("")
-    node = render.node_command(launch, os.path.join(_SENTINEL, layout.RUN_FILE),
-                               os.path.join(_SENTINEL, layout.RUN_FILE))
-    lines += [ln.replace(_SENTINEL, _RUN_DIR_WORD) for ln in node]
-    lines += render.run_step(job.nodes)
-    lines += render.requeue_if_stopped(f"{_RUN_DIR_WORD}/{layout.STATUS_FILE}")
-    text = "\n".join(lines) + "\n"
-    if _SENTINEL in text or re.search(re.escape(first) + r"/", "\n".join(node)):
-        raise UsageError(Problem("launch command", "the run dir could not be made per task",
-                                 "report this: the launch command has an unexpected form"))
-    from alignkit.secrets import redact
+class Tasks(render.Variant):
+    """The three changes of the module docstring: the array's directives, ``select_run``, and every path of
+    the first run dir written as ``"$ALIGNKIT_RUN_DIR"``, the task's own."""
 
-    return redact(text)
+    def __init__(self, run_dirs: list[str], spec: str) -> None:
+        self.run_dirs, self.spec, self.first = run_dirs, spec, run_dirs[0]
+        self.node: list[str] = []
+
+    def header(self, lines: list[str], job: render.Job) -> list[str]:
+        lines = [sbatch_directive("--output", array_log_pattern(job.log_dir), where="log dir")
+                 if ln.startswith("#SBATCH --output=") else ln for ln in lines]
+        at = next(i for i, ln in enumerate(lines) if ln.startswith("#SBATCH --job-name")) + 1
+        lines.insert(at, sbatch_directive("--array", self.spec, where="--array"))
+        lines[1] = lines[1].replace("# alignkit: ", f"# alignkit job array ({len(self.run_dirs)} runs): ", 1)
+        return lines
+
+    def select_run(self) -> list[str]:
+        return select_run(self.run_dirs)
+
+    def node_command(self, job: render.Job) -> list[str]:
+        def generic(tok: str) -> str:
+            return tok.replace(self.first, _SENTINEL)
+
+        launch = render.Launch([generic(t) for t in job.launch.prefix], [generic(t) for t in job.launch.flags],
+                               [generic(t) for t in job.launch.target], job.port)
+        self.node = render.node_command(launch, os.path.join(_SENTINEL, layout.RUN_FILE),
+                                        os.path.join(_SENTINEL, layout.RUN_FILE))
+        return [ln.replace(_SENTINEL, _RUN_DIR_WORD) for ln in self.node]
+
+    def status_file_word(self, job: render.Job) -> str:
+        return f"{_RUN_DIR_WORD}/{layout.STATUS_FILE}"
+
+    def checked(self, text: str) -> str:
+        if _SENTINEL in text or re.search(re.escape(self.first) + r"/", "\n".join(self.node)):
+            raise UsageError(Problem("launch command", "the run dir could not be made per task",
+                                     "report this: the launch command has an unexpected form"))
+        return text

@@ -207,14 +207,21 @@ def info_from_scontrol(kv: dict[str, str], job_id: str) -> JobInfo:
     )
 
 
-def from_jobcomp(job_id: str) -> JobInfo | None:
-    """A finished job from the jobcomp/filetxt file (the local cluster keeps one); its last record wins."""
+def jobcomp_lines() -> list[str] | None:
+    """The lines of the jobcomp/filetxt file (the local cluster keeps one); None when there is none to read."""
     cfg = config()
     if cfg.get("JobCompType") != "jobcomp/filetxt" or not cfg.get("JobCompLoc"):
         return None
     try:
-        lines = Path(cfg["JobCompLoc"]).read_text(encoding="utf-8", errors="replace").splitlines()
+        return Path(cfg["JobCompLoc"]).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
+        return None
+
+
+def from_jobcomp(job_id: str) -> JobInfo | None:
+    """A finished job from the jobcomp/filetxt file; its last record wins."""
+    lines = jobcomp_lines()
+    if lines is None:
         return None
     found = None
     for line in lines:

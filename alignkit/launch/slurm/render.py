@@ -11,8 +11,9 @@ The script, top to bottom, and the function that writes each part:
   ``requeue_if_stopped``  after USR1: requeue unless the run's status file says it completed
 
 Every value is checked before anything is written (``validate``): a value that cannot go into the script
-safely is a UsageError naming its option. An array job (one task per sweep point) is the same script with
-an ``--array`` directive and the run file chosen by ``$SLURM_ARRAY_TASK_ID``: ``node_command`` and
+safely is a UsageError naming its option. An array job (one task per sweep point) is the same script, through
+a ``Variant`` (``array.Tasks``), with an ``--array`` directive and the run file chosen by
+``$SLURM_ARRAY_TASK_ID``: ``node_command`` and
 ``requeue_if_stopped`` take the run file and status file as shell words for that reason.
 Standard library only: imported by the CLI.
 """
@@ -395,6 +396,7 @@ def render_sbatch(
     signal_lead: int | None = None,
     main_process_port: int | None = None,
     request_gpus: bool | None = None,
+    variant: "Variant | None" = None,
 ) -> str:
     """The sbatch script that runs ``plan`` on ``nodes`` nodes, ``gpus_per_node`` processes each.
 
@@ -402,21 +404,46 @@ def render_sbatch(
     content is the user's own. ``run_file`` is the run YAML the trainer reads (it must be on a filesystem
     every node sees; the script checks). GPUs are requested (``--gpus-per-node``) when
     ``gpus_per_node > 0`` and the plan is not a CPU plan (``request_gpus`` forces either way).
-    Raises UsageError naming the field for a value that cannot be written safely.
+    Raises UsageError naming the field for a value that cannot be written safely. ``variant`` changes
+    what differs in a job array's script (``array.render_array_sbatch``); by default, one run.
     """
+    variant = variant if variant is not None else Variant()
     job = validate(plan, job_name=job_name, nodes=nodes, gpus_per_node=gpus_per_node, time=time, log_dir=log_dir,
                    run_file=run_file, workdir=workdir, cpus_per_task=cpus_per_task, signal_lead=signal_lead,
                    main_process_port=main_process_port, request_gpus=request_gpus)
     lines = header(plan, job, partition=partition, time=time, account=account, qos=qos, constraint=constraint,
                    exclusive=exclusive, extra_sbatch_args=extra_sbatch_args, cpus_per_task=cpus_per_task)
+    lines = variant.header(lines, job)
     lines.append("")
     lines += signal_handlers()
+    lines += variant.select_run()
     lines += environment(env_setup, plan.env, job.nodes)
     lines += rendezvous(job.port, job.gpus_per_node)
     lines.append("")
-    lines += node_command(job.launch, job.run_file, q(job.run_file))
+    lines += variant.node_command(job)
     lines += run_step(job.nodes)
-    lines += requeue_if_stopped(q(layout.status_file_beside(job.run_file)))
+    lines += requeue_if_stopped(variant.status_file_word(job))
+    text = variant.checked("\n".join(lines) + "\n")
     from alignkit.secrets import redact
 
-    return redact("\n".join(lines) + "\n")
+    return redact(text)
+
+
+class Variant:
+    """What a script makes of its run: here, the one run of ``run_file``. A job array's (``array.Tasks``)
+    edits the header, picks the run of each task and names its files through a shell variable."""
+
+    def header(self, lines: list[str], job: Job) -> list[str]:
+        return lines
+
+    def select_run(self) -> list[str]:
+        return []
+
+    def node_command(self, job: Job) -> list[str]:
+        return node_command(job.launch, job.run_file, q(job.run_file))
+
+    def status_file_word(self, job: Job) -> str:
+        return q(layout.status_file_beside(job.run_file))
+
+    def checked(self, text: str) -> str:
+        return text

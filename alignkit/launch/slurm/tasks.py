@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 from alignkit.launch.slurm import logs, query
@@ -64,12 +63,8 @@ def _scontrol_tasks(array_id: str) -> dict[int, JobInfo]:
 def _jobcomp_task(array_id: str, task: int) -> JobInfo | None:
     """A finished task from the jobcomp file, when its lines name the array (newer Slurm writes
     ``ArrayJobId``/``ArrayTaskId``)."""
-    cfg = query.config()
-    if cfg.get("JobCompType") != "jobcomp/filetxt" or not cfg.get("JobCompLoc"):
-        return None
-    try:
-        lines = Path(cfg["JobCompLoc"]).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+    lines = query.jobcomp_lines()
+    if lines is None:
         return None
     keys = [*query.JOBCOMP_KEYS, "ArrayJobId", "ArrayTaskId", "ArrayTaskStr"]
     found = None
