@@ -246,7 +246,7 @@ def render_preference(row: dict, tokenizer, *, data: "DataConfig | None" = None,
     ``template`` if given, else resolved from ``data`` and the tokenizer (default config: tokenizer's
     own, then zephyr).
     """
-    from alignkit.data.validate import normalize_preference
+    from alignkit.data.messages import normalize_preference
 
     if template is None:
         from alignkit.config.data import DataConfig

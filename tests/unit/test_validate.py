@@ -9,11 +9,8 @@ import pytest
 
 from alignkit.config.data import DataConfig
 from alignkit.data.mixer import mix
-from alignkit.data.validate import (
-    check_sft_messages,
-    normalize_preference,
-    validate_sft,
-)
+from alignkit.data.messages import check_sft_messages, normalize_preference
+from alignkit.data.validate import validate_sft
 from alignkit.errors import DataError
 
 U = {"role": "user", "content": "hi"}
