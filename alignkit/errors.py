@@ -102,13 +102,6 @@ class RuntimeFailure(AlignkitError):
     exit_code = EXIT_RUNTIME
 
 
-class NotYetAvailable(AlignkitError):
-    """A command whose implementation has not landed yet. Exit 1, never a fake result."""
-
-    title = "not available yet"
-    exit_code = EXIT_RUNTIME
-
-
 def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean' hint for an unknown key, or None when nothing is close."""
     candidates = list(candidates)

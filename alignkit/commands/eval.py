@@ -15,7 +15,6 @@ from alignkit.commands.eval_options import (
     ModelIdOpt, ModelKeyOpt, ModelOpt, ModelUrlOpt, OutputOpt, PlainBatchOpt, RecipeOpt, RefreshOpt, RetryOpt,
     SeedOpt, TemplateOpt, TimeoutOpt, TrustOpt,
 )  # fmt: skip
-from alignkit.errors import NotYetAvailable, Problem
 from alignkit.eval import defaults  # constants only: the evaluation code is imported by each command
 
 app = typer.Typer(
@@ -231,14 +230,6 @@ def alpaca_eval(
 # -- offline metrics ---------------------------------------------------------------------------
 
 
-def _prefs_module():
-    try:
-        from alignkit.eval import prefs
-    except ImportError:
-        raise NotYetAvailable(Problem(where="alignkit.eval.prefs", message="the offline metrics module has not landed yet")) from None
-    return prefs
-
-
 def _write_offline(out: Path, result: dict) -> None:
     from alignkit.eval.bench import write_results
 
@@ -276,7 +267,7 @@ def prefs_cmd(
     chat_template: TemplateOpt = None,
 ) -> None:
     """Held-out preference accuracy and mean reward margin (DPO implicit reward against --ref)."""
-    prefs = _prefs_module()
+    from alignkit.eval import prefs
     from alignkit.eval.offline import default_output, held_out_rows
 
     task = _preference_task(model)
@@ -308,7 +299,7 @@ def loss_cmd(
     chat_template: TemplateOpt = None,
 ) -> None:
     """Eval loss (assistant tokens) and perplexity on an SFT test split."""
-    prefs = _prefs_module()
+    from alignkit.eval import prefs
     from alignkit.eval.offline import default_output, held_out_rows
 
     rows, source, _ = held_out_rows("sft", data, recipe, config, limit)

@@ -124,8 +124,7 @@ def copy(name: str, dest: Path) -> None:
 
 def _check_task(task: str) -> None:
     if task not in recipes.TASKS:
-        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use {' or '.join(recipes.runnable_tasks())}"))
-    recipes.check_task(task, "--task")
+        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use {' or '.join(recipes.TASKS)}"))
 
 
 def fields(task: str, section: str | None, search: str | None) -> None:

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from alignkit.config.tasks import TASKS  # the task folders a recipe may have; each runs once its defaults exist (check_task)
-from alignkit.errors import ConfigError, NotYetAvailable, Problem, did_you_mean
+from alignkit.config.tasks import TASKS  # the task folders a recipe may have
+from alignkit.errors import ConfigError, Problem, did_you_mean
 
 ADAPTATIONS = ("full", "lora", "qlora")
 VARIANT_ORDER = {"full": ("full",), "lora": ("lora", "qlora"), "qlora": ("qlora", "lora")}
@@ -138,20 +138,10 @@ def check_name(name: str) -> None:
         )
 
 
-def runnable_tasks() -> list[str]:
-    """The tasks whose command has landed (they have built-in defaults), in TASKS order."""
-    return [t for t in TASKS if resources.files("alignkit.config").joinpath("defaults", f"{t}.yaml").is_file()]
-
-
 def check_task(task: str, where: str = "task") -> None:
-    """A task a recipe may name; refused when unknown (exit 2), said so when its command has not landed."""
-    runnable = runnable_tasks()
+    """A task a recipe may name (its command exists: tests/unit/test_tasks.py); unknown ones are refused (exit 2)."""
     if task not in TASKS:
-        raise ConfigError(Problem(where, f"unknown task '{task}'", f"use {' or '.join(runnable)}"))
-    if task not in runnable:
-        raise NotYetAvailable(Problem(task, f"alignkit {task} is not implemented yet",
-                                      f"its recipes are listed (`alignkit recipes list`) and run once "
-                                      f"`alignkit {task}` lands"))
+        raise ConfigError(Problem(where, f"unknown task '{task}'", f"use {' or '.join(TASKS)}"))
 
 
 def find(name: str, task: str, adaptation: str) -> RecipeFile:

@@ -72,7 +72,7 @@ def resolve_config(
     Raises ConfigError listing every problem found.
     """
     problems: list[Problem] = []
-    recipes.check_task(task)  # unknown: exit 2; a recipe task whose command has not landed: said so
+    recipes.check_task(task)  # unknown: exit 2
     config_files = list(config_files)
     if isinstance(overrides, dict):
         override_map = dict(overrides)

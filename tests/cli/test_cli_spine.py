@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from alignkit import __version__
 from alignkit.cli import app
 from alignkit.config.run import run_model
-from alignkit.errors import AlignkitError, ConfigError, NotYetAvailable
+from alignkit.errors import AlignkitError, ConfigError
 from tests.helpers import flat
 from tests.helpers import run_cli as cli
 
@@ -254,33 +254,6 @@ def test_gpu_profile_without_gpus_and_without_dry_run():
     err = flat(proc.stderr)
     assert "--num-gpus: profile full needs GPUs and none is visible" in err
     assert "--profile full,cpu" in err and "--dry-run" in err
-
-
-# --------------------------------------------------------------------------- commands not landed yet
-
-
-def _pending_commands() -> list[list[str]]:
-    root = typer.main.get_command(app)
-    return [path for path, cmd in walk(root)
-            if not getattr(cmd, "commands", None) and "not available yet" in (cmd.help or "")]
-
-
-def test_pending_commands_say_so_and_exit_1():
-    for path in _pending_commands():
-        res = invoke(path)
-        assert isinstance(res.exception, NotYetAvailable), (path, res.exception, res.stdout)
-        assert res.exception.exit_code == 1
-        assert "not implemented yet" in str(res.exception), path
-        assert res.stdout == ""  # never a fake result
-
-
-def test_a_pending_command_in_a_real_process():
-    pending = _pending_commands()
-    for path in pending[:2]:
-        proc = cli(*path)
-        assert proc.returncode == 1, path
-        assert "not implemented yet" in flat(proc.stderr)
-        assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
 # --------------------------------------------------------------------------- config / env

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from alignkit.cli import app
 from alignkit.config import recipes
-from alignkit.errors import AlignkitError, NotYetAvailable
+from alignkit.errors import AlignkitError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "handbook"
 
@@ -179,28 +179,16 @@ def test_show_and_copy_a_variant(tmp_path):
     assert ok.exit_code == 0, (ok.stderr, ok.exception)
 
 
-def test_orpo_recipe_is_listed_and_said_pending_until_its_command_lands():
+def test_orpo_recipe_is_shown_with_its_file_and_raw():
     res = invoke(["recipes", "show", "zephyr-141b-A35b", "--task", "orpo"])
-    if invoke(["orpo", "--help"]).exit_code == 0:
-        assert res.exit_code == 0, (res.stderr, res.exception)
-        assert "(recipe file: zephyr-141b-A35b/orpo/full.yaml)" in res.stdout
-    else:
-        assert isinstance(res.exception, NotYetAvailable)
-        assert "alignkit orpo is not implemented yet" in str(res.exception)
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert "(recipe file: zephyr-141b-A35b/orpo/full.yaml)" in res.stdout
     raw = invoke(["recipes", "show", "zephyr-141b-A35b", "--task", "orpo", "--raw"])
-    if raw.exit_code == 0:  # --raw reads the file only
-        assert "mistral-community/Mixtral-8x22B-v0.1" in raw.stdout
+    assert raw.exit_code == 0, (raw.stderr, raw.exception)
+    assert "mistral-community/Mixtral-8x22B-v0.1" in raw.stdout
 
 
-def _plan_cases():
-    for f in SHIPPED:
-        marks = []
-        if f.task in ("orpo", "cpt") and invoke([f.task, "--help"]).exit_code != 0:
-            marks = [pytest.mark.xfail(strict=True, reason=f"alignkit {f.task} not yet implemented")]
-        yield pytest.param(f, marks=marks, id=f.label)
-
-
-@pytest.mark.parametrize("recipe_file", list(_plan_cases()))
+@pytest.mark.parametrize("recipe_file", SHIPPED, ids=[f.label for f in SHIPPED])
 def test_plan_knows_each_familys_model_and_it_fits_its_launch_shape(recipe_file):
     import json
 

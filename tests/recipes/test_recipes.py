@@ -16,28 +16,13 @@ from typer.testing import CliRunner
 from alignkit.cli import app
 from alignkit.config import recipes
 from alignkit.config.resolve import resolve_config
-from alignkit.errors import AlignkitError, NotYetAvailable
+from alignkit.errors import AlignkitError
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = ["full", "lora", "qlora", "lora-zero3", "cpu", "qlora,cpu", "full,cpu", "lora,cpu"]
 ALL_FILES = recipes.files()
 FAMILIES = {"zephyr-7b-beta", "zephyr-7b-gemma", "zephyr-141b-A35b", "constitutional-ai", "starchat2-15b", "smollm",
             "smollm2", "smollm3", "pref-align-scan"}
-
-
-def _has_command(*words: str) -> bool:
-    """Whether `alignkit WORDS...` exists yet (orpo and sweep are built by other issues)."""
-    return CliRunner().invoke(app, [*words, "--help"]).exit_code == 0
-
-
-def _pending(args: list[str]) -> str | None:
-    """The reason a command cannot run yet: its subcommand (or the task it names) has not landed."""
-    if args[0] in ("orpo", "cpt", "sweep") and not _has_command(args[0]):
-        return f"alignkit {args[0]} not yet implemented"
-    for i, a in enumerate(args[:-1]):
-        if a == "--task" and args[i + 1] in ("orpo", "cpt") and not _has_command(args[i + 1]):
-            return f"alignkit {args[i + 1]} not yet implemented"
-    return None
 
 
 def _world(recipe_file, profile: str) -> list[str]:
@@ -122,10 +107,7 @@ def _validation_cases():
         for profile in PROFILES:
             if not _selected(f, profile):
                 continue
-            marks = []
-            if f.task in ("orpo", "cpt") and not _has_command(f.task):
-                marks = [pytest.mark.xfail(strict=True, reason=f"alignkit {f.task} not yet implemented")]
-            yield pytest.param(f, profile, marks=marks, id=f"{f.label}-{profile}")
+            yield pytest.param(f, profile, id=f"{f.label}-{profile}")
 
 
 @pytest.mark.parametrize("recipe_file, profile", list(_validation_cases()))
@@ -203,10 +185,6 @@ def _dry_run_args(command: str) -> list[str]:
 def _run_documented(command: str) -> None:
     args = _dry_run_args(command)
     res = invoke(args)
-    if isinstance(res.exception, NotYetAvailable):
-        # a command whose issue has not landed says so (and must work once it lands)
-        assert "not implemented yet" in str(res.exception), command
-        return
     assert res.exit_code == 0, (command, res.stderr, res.exception)
     if args[0] in RUNS:
         command = res.stdout.strip().splitlines()[-1]
@@ -220,9 +198,7 @@ RECIPE_COMMANDS = [(f.label, c) for f in ALL_FILES for c in f.commands]
 
 def _command_cases():
     for label, c in RECIPE_COMMANDS:
-        reason = _pending(_dry_run_args(c))
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(label, c, marks=marks, id=f"{label}: {c}")
+        yield pytest.param(label, c, id=f"{label}: {c}")
 
 
 def test_every_recipe_documents_commands():
