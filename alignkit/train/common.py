@@ -59,6 +59,22 @@ def load_run(path: Path, task: str) -> Run:
     return Run(path=path, file=RunFile.load(path, task))
 
 
+def start_processes(run: Run, args):
+    """The process group the training args set up (gloo on CPU, nccl on GPUs), checked against the launch plan;
+    the seed set; logging from the main process only. Returns accelerate's PartialState."""
+    import logging
+
+    from accelerate import PartialState
+    from transformers import set_seed
+
+    state = PartialState()
+    check_world_size(run, state)
+    set_seed(args.seed)
+    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return state
+
+
 def check_world_size(run: Run, state) -> None:
     """Every process must see the world the launcher planned: a mismatch means the processes would each
     train alone on the same output dir (e.g. MULTI_GPU on a machine without CUDA and without use_cpu)."""

@@ -25,19 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = run.config
     stopper = checkpoints.Stopper()
 
-    from accelerate import PartialState
-    from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
     ###############
     # Training args (created first: under ZeRO-3 they tell from_pretrained to shard while loading)
     ###############
     args = loading.trainer_args(run, DPOConfig)
-    state = PartialState()  # the process group the training args set up (gloo on CPU, nccl on GPUs)
-    common.check_world_size(run, state)
-    set_seed(args.seed)
-    logging.basicConfig(level=logging.INFO if state.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = common.start_processes(run, args)  # process group (gloo on CPU, nccl on GPUs), seed, logging
 
     ###############
     # Output dir: resume from the last complete checkpoint

@@ -6,22 +6,20 @@ only size (and CPU) overrides."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.e2e.test_train import _processes_mentioning, _wait_for, alignkit, load_weights, max_abs_diff, status
+from tests.e2e.runs import QUICK, alignkit, load_weights, max_abs_diff, status
 from tests.helpers import popen_cli
+from tests.processes import sigkill_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HANDBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "handbook"
-QUICK = ["--eval_strategy=no", "--logging_steps=1", "--report_to=none"]
 
 
 def orpo_config(tmp_path: Path, model_dir: str, assets) -> Path:
@@ -114,15 +112,9 @@ def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_identical_weights(task
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     marker = killed / "checkpoint-4" / "alignkit-complete.json"
     try:
-        _wait_for(marker.is_file, 300, "checkpoint-4")
+        wait_for(marker.is_file, 300, "checkpoint-4")
     finally:
-        for pid in [proc.pid, *_processes_mentioning(str(killed))]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-    _wait_for(lambda: not _processes_mentioning(str(killed)), 30, "the killed run to be gone")
+        sigkill_run(proc, killed)
     assert not (killed / "model.safetensors").exists()
 
     resumed = alignkit([*args, f"--output_dir={killed}"], tiny_env)

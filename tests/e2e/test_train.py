@@ -16,42 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers import popen_cli, run_cli
+
+from tests.e2e.runs import QUICK, alignkit, load_weights, losses, max_abs_diff, status
+from tests.helpers import popen_cli
+from tests.processes import processes_mentioning, sigkill_run, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).parent
-QUICK = ["--eval_strategy=no", "--logging_steps=1", "--report_to=none"]
-
-
-def alignkit(args, env, *, timeout=600, expect=0, cwd=None) -> subprocess.CompletedProcess:
-    proc = run_cli(*args, env=env, timeout=timeout, cwd=cwd)
-    if expect is not None and proc.returncode != expect:
-        raise AssertionError(f"exit {proc.returncode} (expected {expect})\nSTDOUT:\n{proc.stdout[-4000:]}\n"
-                             f"STDERR:\n{proc.stderr[-8000:]}")
-    return proc
-
-
-def losses(output_dir: Path) -> list[float]:
-    """The training loss at each logged step (logging_first_step can log step 1 twice)."""
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    by_step = {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def status(output_dir: Path) -> dict:
-    return json.loads((output_dir / "alignkit" / "status.json").read_text())
-
-
-def load_weights(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
-
-def max_abs_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
 # --------------------------------------------------------------------------- full SFT -> DPO
@@ -261,28 +233,6 @@ def test_losses_equal_a_plain_trl_script(tmp_path, tiny_env, tiny_assets, task):
 # --------------------------------------------------------------------------- kills and signals
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if text in cmdline:
-                pids.append(int(entry))
-    return pids
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_identical_weights(tmp_path, tiny_env):
     args = ["sft", "--recipe", "tiny", "--profile", "cpu", "--max_steps=24", "--save_strategy=steps",
             "--save_steps=4", *QUICK]
@@ -293,15 +243,9 @@ def test_sigkill_after_a_checkpoint_then_rerun_resumes_to_identical_weights(tmp_
                      stderr=subprocess.DEVNULL, start_new_session=True)
     marker = killed / "checkpoint-8" / "alignkit-complete.json"
     try:
-        _wait_for(marker.is_file, 300, "checkpoint-8")
+        wait_for(marker.is_file, 300, "checkpoint-8")
     finally:
-        for pid in [proc.pid, *_processes_mentioning(str(killed))]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-    _wait_for(lambda: not _processes_mentioning(str(killed)), 30, "the killed run to be gone")
+        sigkill_run(proc, killed)
     assert not (killed / "model.safetensors").exists()
 
     resumed = alignkit([*args, f"--output_dir={killed}"], tiny_env)
@@ -316,7 +260,7 @@ def test_sigterm_saves_a_checkpoint_and_says_so_then_a_second_run_is_refused_whi
     proc = popen_cli(*args, env=tiny_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
-        _wait_for(lambda: (out / "alignkit" / "status.json").is_file()
+        wait_for(lambda: (out / "alignkit" / "status.json").is_file()
                   and status(out)["state"] == "running", 300, "training to start")
         busy = alignkit(args, tiny_env, expect=2)
         assert "busy" in busy.stderr and "Traceback" not in busy.stderr
@@ -333,4 +277,4 @@ def test_sigterm_saves_a_checkpoint_and_says_so_then_a_second_run_is_refused_whi
     assert 0 < step < 400
     assert (Path(st["checkpoint"]) / "alignkit-complete.json").is_file()
     assert Path(st["checkpoint"]).name == f"checkpoint-{step}"
-    assert not _processes_mentioning(str(out)), "no orphans after the signal"
+    assert not processes_mentioning(str(out)), "no orphans after the signal"

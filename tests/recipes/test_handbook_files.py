@@ -182,14 +182,17 @@ def test_the_fixtures_are_the_four_commits_and_69_files():
         assert not [line for line in body if line.lstrip().startswith("#")]
 
 
-@pytest.mark.parametrize("item", SFT_DPO, ids=file_id)
-def test_every_sft_and_dpo_file_plans_with_the_handbooks_values(item):
+@pytest.mark.parametrize("item", FILES, ids=file_id)
+def test_every_file_plans_with_the_handbooks_values_under_its_folders_task(item):
     label, path, task = item
     raw = raw_of(label, path)
     profile, n = shape(raw)
     p = plan_run(task, config_files=[str(ROOT / label / path)], profile=profile, num_gpus=n, dry_run=True)
     assert p.task == task and p.profile == profile
     check_plan(p, raw, task, n)
+    if task == "cpt":
+        assert p.config.train.packing is True  # alignkit's CPT default: the text is packed
+        assert p.config.data.text_column is None  # the handbook's default column: text
 
 
 # a representative few through the CLI: the flagship DPO with `torch_dtype: null`, the 2023 SFT, an old
@@ -247,19 +250,6 @@ def test_orpo_and_cpt_files_dry_run_with_their_own_command(item):
     plan = json.loads(res.stdout)
     assert plan["task"] == task
     assert plan["command"][-3:-2] == [f"alignkit.train.{task}"]
-
-
-@pytest.mark.parametrize("item", ORPO_CPT, ids=file_id)
-def test_orpo_and_cpt_files_plan_with_the_handbooks_values(item):
-    label, path, task = item
-    raw = raw_of(label, path)
-    profile, n = shape(raw)
-    p = plan_run(task, config_files=[str(ROOT / label / path)], profile=profile, num_gpus=n, dry_run=True)
-    assert p.task == task and p.profile == profile
-    check_plan(p, raw, task, n)
-    if task == "cpt":
-        assert p.config.train.packing is True  # alignkit's CPT default: the text is packed
-        assert p.config.data.text_column is None  # the handbook's default column: text
 
 
 ORPO_FILES = [f for f in ORPO_CPT if f[2] == "orpo"]

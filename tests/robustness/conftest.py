@@ -1,5 +1,5 @@
 """Shared pieces of the robustness tests: the real CLI in a subprocess, canary secrets, a tiny training
-run that several tests look at, and /proc helpers.
+run that several tests look at; the /proc helpers of tests/processes.py.
 
 The CLI itself runs through tests/helpers.py (``run_cli``, ``popen_cli``, ``cli_env``, ``flat``).
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import cli_env, popen_cli
+from tests.processes import group_members, kill_all, processes_mentioning, proc_stat, wait_for  # noqa: F401 - the robustness tests import them from here
 
 QUICK = ["--eval_strategy=no", "--report_to=none", "--logging_steps=1"]
 # 12 steps, a complete checkpoint every 2: enough for a kill during a step, one during a checkpoint write
@@ -40,63 +40,6 @@ CANARIES = {
 
 def with_canaries(env: dict[str, str]) -> dict[str, str]:
     return cli_env(env, CANARIES)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, pgid) of a process, None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[2])
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``text``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        st = proc_stat(int(entry))
-        if text in cmdline and st is not None and st[0] != "Z":
-            pids.append(int(entry))
-    return pids
-
-
-def group_members(pgid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = proc_stat(int(entry))
-            if st is not None and st[1] == pgid and st[0] != "Z":
-                out.append(int(entry))
-    return out
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def kill_all(pids, sig=signal.SIGKILL) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 # --------------------------------------------------------------------------- the shared training run
