@@ -81,13 +81,9 @@ def submit(
     plan = build.plan_run(task, recipe=recipe, profile=profile, config_files=[str(c) for c in config or []],
                           overrides=list(ctx.args), num_gpus=gpus_per_node, num_nodes=nodes, dry_run=dry_run,
                           via_accelerate=True)
-    if plan.config.train.push_to_hub and not dry_run:
-        import os
-
-        if not any(os.environ.get(v) for v in train_cmd.HUB_TOKEN_VARS):
-            raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
-                                      "export HF_TOKEN=... before submitting (the job inherits it; it is "
-                                      "never written into the script)"))
+    if not dry_run:
+        train_cmd.check_hub_token(plan.config.train.push_to_hub, " before submitting (the job inherits it; it is "
+                                  "never written into the script)")
     out_dir = Path(plan.output_dir)
     name = job_name if job_name is not None else f"alignkit-{task}-{out_dir.name}"
     script_path = layout.script_path(out_dir, name)

@@ -90,18 +90,9 @@ def _launch(task: str, ctx: typer.Context, *, recipe, profile, config, output, g
     if dry_run:
         return _dry_run(sp, opts, as_json)
     from alignkit.commands import train as train_cmd
-
     from alignkit.sweep import runs
 
-    if any(runs.push_to_hub(pp.plan) for pp in sp.points):
-        import os
-
-        if not any(os.environ.get(v) for v in train_cmd.HUB_TOKEN_VARS):
-            from alignkit.errors import ConfigError
-
-            raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
-                                      "export HF_TOKEN=... (a write token), or drop push_to_hub"))
-
+    train_cmd.check_hub_token(any(runs.push_to_hub(pp.plan) for pp in sp.points))
     train_cmd.render_summary(sp.points[0].plan)
     ui.info(f"[bold]sweep[/bold] of {len(sp.points)} points → {_esc(sp.sweep_dir)}")
     if opts is not None:

@@ -32,16 +32,22 @@ def plan(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes
                     dry_run=dry_run)
 
 
+def check_hub_token(push_to_hub: bool, when: str = "") -> None:
+    """A run that pushes to the Hub needs a token before it starts, not after hours of training."""
+    if push_to_hub and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
+        raise ConfigError(Problem("train.push_to_hub", "is on (from the recipe, a config file or --push-to-hub) "
+                                  "but no Hub token is set", f"export HF_TOKEN=... (a write token){when}, or add "
+                                  "--push_to_hub=false to train without pushing"))
+
+
 def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes, dry_run, as_json, overwrite,
         push_to_hub, argv) -> int:
     p = plan(task, recipe=recipe, profile=profile, config_files=config_files, extra=extra, num_gpus=num_gpus,
              num_nodes=num_nodes, dry_run=dry_run, push_to_hub=push_to_hub)
     if as_json and not dry_run:
         raise ConfigError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
-    if p.config.train.push_to_hub and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
-        if not dry_run:
-            raise ConfigError(Problem("train.push_to_hub", "is on but no Hub token is set",
-                                      "export HF_TOKEN=... (a write token), or drop --push-to-hub"))
+    if not dry_run:
+        check_hub_token(p.config.train.push_to_hub)
     check_inputs(p, dry_run=dry_run)  # before anything is written, started or asked of the network
     if dry_run:
         if as_json:

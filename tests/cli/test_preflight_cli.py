@@ -93,6 +93,22 @@ def test_a_refused_run_removes_the_output_dir_it_created(tmp_path, tiny_env):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("command", [["sft", "--output_dir={out}"],
+                                     ["sweep", "sft", "--grid", "learning_rate=1e-4,2e-4", "--output", "{out}"]])
+def test_push_to_hub_from_a_file_without_a_token_is_refused_with_the_way_out(tmp_path, tiny_env, command):
+    """A handbook file says push_to_hub: true; without a token the run is refused before anything starts, and
+    the fix names the override that trains without pushing (not a flag the user never typed)."""
+    env = {k: v for k, v in tiny_env.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    cfg = tmp_path / "push.yaml"
+    cfg.write_text("push_to_hub: true\nhub_model_id: me/tiny\n")
+    out = tmp_path / "out"
+    err = flat(refused([*(a.format(out=out) for a in command), "--recipe", "tiny", "--profile", "cpu", "--config",
+                        cfg], cwd=tmp_path, env=env))
+    assert "train.push_to_hub" in err and "no Hub token is set" in err
+    assert "export HF_TOKEN=" in err and "--push_to_hub=false" in err
+    assert not out.exists()
+
+
 def test_a_refused_run_keeps_an_output_dir_it_did_not_create(tmp_path, tiny_env):
     out = tmp_path / "out"
     out.mkdir()
