@@ -4,7 +4,8 @@ The three jobs are submitted together (the cluster runs them side by side) and e
 * ``ref``: 1 node x 1 process, per-device batch 8 -> gradient accumulation 2, global batch 16;
 * ``multi``: 2 nodes x 1 process, per-device batch 8 -> accumulation 1, the same global batch 16;
 * ``preempt``: 1 node x 1 process, long enough to be signalled mid-training;
-* ``zero3``: 2 nodes x 1 process under DeepSpeed ZeRO-3 (the full profile on CPU).
+* ``zero3``: 2 nodes x 1 process under DeepSpeed ZeRO-3 (the full profile on CPU);
+* ``orpo``: ``--task orpo`` on 2 nodes: ORPO (TRL's trainer under trl.experimental) from the base model.
 Adding another training scenario is one more entry in ``JOBS`` and one more test.
 """
 
@@ -24,23 +25,40 @@ from .conftest import flat, read_log, wait_log, wait_state
 
 pytestmark = pytest.mark.slurm
 
-COMMON = ["--recipe", "tiny", "--task", "sft", "--gpus-per-node", "1"]
+COMMON = ["--gpus-per-node", "1"]
+SFT = ["--recipe", "tiny", "--task", "sft"]
 QUICK = ["--per_device_train_batch_size=8", "--logging_steps=1", "--eval_strategy=no", "--save_strategy=no",
          "--report_to=none"]
 JOBS = {
-    "ref": ["--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=6"],
-    "multi": ["--profile", "cpu", "--nodes", "2", *QUICK, "--max_steps=6"],
-    "preempt": ["--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=40", "--time=30:00"],
+    "ref": [*SFT, "--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=6"],
+    "multi": [*SFT, "--profile", "cpu", "--nodes", "2", *QUICK, "--max_steps=6"],
+    "preempt": [*SFT, "--profile", "cpu", "--nodes", "1", *QUICK, "--max_steps=40", "--time=30:00"],
     # the full profile's engine across machines: DeepSpeed ZeRO-3, one process per node
-    "zero3": ["--profile", "full,cpu", "--nodes", "2", *QUICK, "--max_steps=4"],
+    "zero3": [*SFT, "--profile", "full,cpu", "--nodes", "2", *QUICK, "--max_steps=4"],
+    # ORPO from the base model on the demo's preference pairs ({orpo_config}: written by the fixture)
+    "orpo": ["--task", "orpo", "--config", "{orpo_config}", "--profile", "cpu", "--nodes", "2", *QUICK,
+             "--max_steps=4"],
 }
+
+
+def _orpo_config(base: Path, assets) -> Path:
+    f = base / "orpo.yaml"
+    f.write_text(yaml.safe_dump({
+        "model": {"model_name_or_path": str(assets.model_dir)},
+        "data": {"mixture": [{"path": str(assets.prefs_train), "split": "train"}]},
+        "train": {"beta": 0.1, "learning_rate": 1.0e-3, "max_length": 64},
+        "launch": {"global_batch_size": 16},
+    }))
+    return f
 
 
 @pytest.fixture(scope="module")
 def training_jobs(two_nodes, tiny_assets, tmp_path_factory, cli) -> dict[str, tuple[str, Path]]:
     base = tmp_path_factory.mktemp("slurm-training")
+    values = {"orpo_config": str(_orpo_config(base, tiny_assets))}
     jobs = {}
     for name, args in JOBS.items():
+        args = [a.format(**values) for a in args]
         out = base / name
         res = cli("submit", *COMMON, *args, f"--output_dir={out}", "--job-name", f"alignkit-test-{name}", cwd=base)
         assert res.returncode == 0, res.stderr
@@ -108,6 +126,21 @@ def test_preempted_training_checkpoints_requeues_and_resumes(training_jobs, cli)
     assert state["global_step"] == 40
     assert json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed"
     assert slurm.job_info(job_id).progress["step"] == 40
+
+
+def test_orpo_trains_across_two_nodes_through_slurm(training_jobs, cli):
+    job_id, out = training_jobs["orpo"]
+    wait_state(job_id, "COMPLETED", timeout=600)
+    run = yaml.safe_load((out / "alignkit" / "run.yaml").read_text())
+    assert run["task"] == "orpo"
+    assert "alignkit.train.orpo" in (out / "alignkit" / "slurm-alignkit-test-orpo.sbatch").read_text()
+    env = json.loads((out / "alignkit" / "env.json").read_text())
+    assert env["world_size"] == 2, env
+    logs = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("log_odds_ratio" in h for h in logs), logs  # ORPO's own term, logged by its trainer
+    assert len(_losses(out)) == 4
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "alignkit" / "status.json").read_text())["state"] == "completed"
 
 
 # last: the jobs run side by side, and the preemption test must find its job still running
