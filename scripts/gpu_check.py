@@ -176,22 +176,22 @@ class Check:
             raise RuntimeError(f"SFT did not train in bf16: {out['sft']['model']['dtype']}")
         return out
 
+    def _tiny_sft(self, name: str, profile: str, steps: int, budget: float) -> dict:
+        """`alignkit sft --recipe tiny` under `profile` (its CPU form in the dry mode); the run's record."""
+        out = self.work / "runs" / f"sft-{name}"
+        self.cli(["sft", "--recipe", "tiny", "--profile", f"{profile},cpu" if self.dry else profile,
+                  f"--output_dir={out}", f"--max_steps={min(steps, 2) if self.dry else steps}", "--overwrite",
+                  *QUICK], budget, name)
+        return _run_record(out)
+
     def qlora(self, budget: float) -> dict:
-        out = self.work / "runs" / "sft-qlora"
-        profile = "qlora,cpu" if self.dry else "qlora"
-        self.cli(["sft", "--recipe", "tiny", "--profile", profile, f"--output_dir={out}",
-                  f"--max_steps={2 if self.dry else 10}", "--overwrite", *QUICK], budget, "qlora")
-        rec = _run_record(out)
+        rec = self._tiny_sft("qlora", "qlora", 10, budget)
         if not rec["model"]["quantized_linear"].get("Linear4bit"):
             raise RuntimeError(f"no bitsandbytes Linear4bit layers: {rec['model']['quantized_linear']}")
         return rec
 
     def zero3(self, budget: float) -> dict:
-        out = self.work / "runs" / "sft-zero3"
-        profile = "full,cpu" if self.dry else "full"
-        self.cli(["sft", "--recipe", "tiny", "--profile", profile, f"--output_dir={out}",
-                  f"--max_steps={1 if self.dry else 3}", "--overwrite", *QUICK], budget, "zero3")
-        rec = _run_record(out)
+        rec = self._tiny_sft("zero3", "full", 3, budget)
         if not rec["model"]["zero3_partitioned"]:
             raise RuntimeError("the model was not partitioned by ZeRO-3")
         return rec
