@@ -180,7 +180,9 @@ def _select_columns(ls: LoadedSource):
 
 
 def _reconcile(data: "DataConfig", tables: list, task: str, split_of: Callable[[int], str]) -> None:
-    """Sources in one split must have the same column set; name the fix when they do not."""
+    """Sources in one split must have the same column set; name the fix when they do not. Sources translated
+    from the handbook's dataset_mixer (``keep_columns``) are concatenated as its scripts did: a column some
+    sources lack is filled with nulls there (datasets' concatenate_datasets), so they mix as they did."""
     from alignkit.data.validate import task_columns
 
     problems = []
@@ -190,6 +192,9 @@ def _reconcile(data: "DataConfig", tables: list, task: str, split_of: Callable[[
             continue
         sets = {i: set(tables[i].column_names) for i in members}
         if len({frozenset(s) for s in sets.values()}) == 1:
+            continue
+        if all(data.mixture[i].keep_columns is not None and not data.mixture[i].columns for i in members):
+            _pad_to_union(tables, members)
             continue
         common = set.intersection(*sets.values())
         order = [c for c in tables[members[0]].column_names if c in common]
@@ -208,6 +213,21 @@ def _reconcile(data: "DataConfig", tables: list, task: str, split_of: Callable[[
                 )
     if problems:
         raise DataError(problems, title="sources have different columns")
+
+
+def _pad_to_union(tables: list, members: list[int]) -> None:
+    """Every table of ``members`` with the columns of all of them, in first-seen order; a column a table lacks
+    is nulls of the type the first table having it gives."""
+    import pyarrow as pa
+
+    fields: dict[str, Any] = {}
+    for i in members:
+        for f in tables[i].schema:
+            fields.setdefault(f.name, f.type)
+    for i in members:
+        t = tables[i]
+        tables[i] = pa.table({name: t.column(name) if name in t.column_names else pa.nulls(t.num_rows, type=typ)
+                              for name, typ in fields.items()})
 
 
 def mix(data: "DataConfig", task: Task, *, console=None) -> MixResult:

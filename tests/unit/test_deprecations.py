@@ -305,6 +305,31 @@ def test_old_multi_source_mixer_keeps_only_the_chat_columns_like_the_old_scripts
     assert all("keep_columns" not in s for s in plain.to_dict()["data"]["mixture"])
 
 
+def test_old_mixer_sources_whose_kept_chat_columns_differ_mix_with_nulls_like_concatenate_datasets(tmp_path):
+    """constitutional-ai's SFT: cai-conversation-harmless keeps messages+chosen+rejected+prompt, ultrachat_200k
+    messages+prompt. The old scripts' concatenate_datasets filled the missing columns with None; so does alignkit
+    (SFT trains on messages either way). A mixture written by hand with different columns is still refused."""
+    from alignkit.data.mixer import mix
+    from alignkit.errors import DataError
+
+    def conv(tag):
+        return [{"role": "user", "content": f"q {tag}"}, {"role": "assistant", "content": f"a {tag}"}]
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"messages": conv(f"a{i}"), "chosen": conv(f"c{i}"), "rejected": conv(f"r{i}"),
+                                     "prompt": f"q a{i}", "critic_prompt": "?"}) + "\n" for i in range(3)))
+    b.write_text("".join(json.dumps({"messages": conv(f"b{i}"), "prompt": f"q b{i}", "prompt_id": str(i)}) + "\n"
+                         for i in range(4)))
+    f = write(tmp_path, f"model_name_or_path: m\ndataset_mixer:\n  {a}: 1.0\n  {b}: 1.0\ndataset_splits:\n- train\n")
+    res = mix(resolve_config("sft", profile="full", config_files=[f]).config.data, "sft")
+    train = res.tables["train"]
+    assert sorted(train.column_names) == ["chosen", "messages", "prompt", "rejected"]
+    assert train.num_rows == 7 and train.column("chosen").null_count == 4
+    hand = write(tmp_path, f"model:\n  model_name_or_path: m\ndata:\n  mixture:\n  - path: {a}\n  - path: {b}\n")
+    with pytest.raises(DataError, match="different columns"):
+        mix(resolve_config("sft", profile="full", config_files=[hand]).config.data, "sft")
+
+
 def test_a_mixture_without_seed_gets_the_handbooks_default_0(tmp_path):
     f = write(tmp_path, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n  - id: a/b\n    split: train\n")
     r = resolve_config("sft", profile="full", config_files=[f])
