@@ -106,6 +106,7 @@ def test_defaults_layers(files):
     assert orpo.train.beta == 0.2 and orpo.train.save_total_limit == 2
     cpt = resolve_config("cpt", config_files=[str(files["cpt"])]).config
     assert cpt.train.packing is True  # CPT packs by default
+    assert cpt.train.packing_strategy == "bfd_split"  # a long document is split, not cut (TRL's bfd drops the rest)
     off = resolve_config("cpt", config_files=[str(files["cpt"])], overrides=["--packing=false"]).config
     assert off.train.packing is False
 
