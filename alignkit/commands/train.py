@@ -32,12 +32,18 @@ def plan(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes
                     dry_run=dry_run)
 
 
-def check_hub_token(push_to_hub: bool, when: str = "") -> None:
+def hub_token_problems(push_to_hub: bool, when: str = "") -> list[Problem]:
     """A run that pushes to the Hub needs a token before it starts, not after hours of training."""
     if push_to_hub and not any(os.environ.get(v) for v in HUB_TOKEN_VARS):
-        raise ConfigError(Problem("train.push_to_hub", "is on (from the recipe, a config file or --push-to-hub) "
-                                  "but no Hub token is set", f"export HF_TOKEN=... (a write token){when}, or add "
-                                  "--push_to_hub=false to train without pushing"))
+        return [Problem("train.push_to_hub", "is on (from the recipe, a config file or --push-to-hub) but no Hub "
+                        "token is set", f"export HF_TOKEN=... (a write token){when}, or add --push_to_hub=false "
+                        "to train without pushing")]
+    return []
+
+
+def check_hub_token(push_to_hub: bool, when: str = "") -> None:
+    if problems := hub_token_problems(push_to_hub, when):
+        raise ConfigError(problems)
 
 
 def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes, dry_run, as_json, overwrite,
@@ -46,9 +52,8 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
              num_nodes=num_nodes, dry_run=dry_run, push_to_hub=push_to_hub)
     if as_json and not dry_run:
         raise ConfigError(Problem("--json", "only goes with --dry-run", "add --dry-run"))
-    if not dry_run:
-        check_hub_token(p.config.train.push_to_hub)
-    check_inputs(p, dry_run=dry_run)  # before anything is written, started or asked of the network
+    token = [] if dry_run else hub_token_problems(p.config.train.push_to_hub)
+    check_inputs(p, dry_run=dry_run, also=token)  # before anything is written, started or asked of the network
     if dry_run:
         if as_json:
             ui.print_json(p.to_json())
@@ -100,12 +105,12 @@ def run(task: str, *, recipe, profile, config_files, extra, num_gpus, num_nodes,
     return code
 
 
-def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
+def check_inputs(p: LaunchPlan, *, dry_run: bool, also: list[Problem] | None = None) -> None:
     """What this machine and the file system can tell without the network or reading data. A real run: the GPUs
     and GPU-only settings, before anything is written (the local paths and loggers are the preflight's, after the
     output dir is claimed; a refused run removes what it created). A plan (--dry-run, validate): the GPU-only
     settings as notes, the local model, tokenizer and data paths and the loggers as problems. Every problem at
-    once; the notes join the plan's."""
+    once (with ``also``, the caller's own); the notes join the plan's."""
     from alignkit.config.profiles import load_stack
     from alignkit.launch.build import detect_gpus
     from alignkit.launch.hardware import hardware_check, logger_problems
@@ -113,9 +118,10 @@ def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
 
     cpu = load_stack(p.profile).cpu
     hw_problems, hw_notes = hardware_check(p, dry_run=dry_run, profile_cpu=cpu)
+    also = list(also or [])
     if not dry_run:  # a real run: the rest is the preflight's, once the output dir is claimed
-        if hw_problems:
-            raise ConfigError(hw_problems)
+        if hw_problems or also:
+            raise ConfigError(hw_problems + also)
         return
     problems, notes = local_problems(p, planning=True)
     loggers = logger_problems(getattr(p.config.train, "report_to", None))
@@ -123,8 +129,8 @@ def check_inputs(p: LaunchPlan, *, dry_run: bool) -> None:
         # a plan for another machine (a GPU profile, no GPU here): what it must have installed is a note
         notes += [f"train.report_to: {pr.message}: the training machine needs it ({pr.fix})" for pr in loggers]
         loggers = []
-    if hw_problems or problems or loggers:
-        raise ConfigError(hw_problems + problems + loggers)
+    if hw_problems or problems or loggers or also:
+        raise ConfigError(hw_problems + problems + loggers + also)
     p.notes += notes + hw_notes
 
 
