@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alignkit.launch.run import RunDir, is_complete, mark_complete
-from alignkit.train.testhooks import SLOW_SAVE, SLOW_STEP, pause_for_test
 
 if TYPE_CHECKING:  # pragma: no cover
     from alignkit.train.common import Run
@@ -91,7 +90,6 @@ def callbacks(stopper: Stopper) -> list:
             _barrier()
             if state.is_world_process_zero:
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                pause_for_test(SLOW_SAVE)
                 if ckpt.is_dir():
                     mark_complete(ckpt, {"global_step": state.global_step,
                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -100,10 +98,6 @@ def callbacks(stopper: Stopper) -> list:
             return control
 
     class StopOnSignal(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            pause_for_test(SLOW_STEP)
-            return control
-
         def on_step_end(self, args, state, control, **kwargs):
             if _any_rank(stopper.requested is not None):
                 control.should_save = True

@@ -22,7 +22,6 @@ from alignkit.train.outputs import (
     write_model_summary,
     write_status,
 )
-from alignkit.train.testhooks import SLOW_EXIT, pause_for_test
 
 # --------------------------------------------------------------------------- the run file
 
@@ -133,5 +132,4 @@ def save(run: Run, trainer, tokenizer, state, base_model: str) -> None:
         if run.config.train.push_to_hub:
             push_to_hub(run)
         write_status(run, "completed", global_step=trainer.state.global_step)
-        pause_for_test(SLOW_EXIT)
     state.wait_for_everyone()

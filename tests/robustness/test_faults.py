@@ -12,7 +12,8 @@ One run is interrupted three ways in a row and must still end with the weights o
 4. the last run resumes from the last COMPLETE checkpoint to the end.
 
 ALIGNKIT_TEST_SLOW_STEP (a sleep at each step's start) makes "during a step" land deterministically; it
-changes no number. tests/e2e/test_train.py covers SIGKILL right after a checkpoint and SIGTERM.
+changes no number. The ALIGNKIT_TEST_SLOW_* moments are test-only patches (tests/spawn_guard/slow_moments.py),
+not hooks in alignkit. tests/e2e/test_train.py covers SIGKILL right after a checkpoint and SIGTERM.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ training (``accelerate launch``, ``python -m alignkit.train.*``) writes the comm
 an error instead. tests/conftest.py then fails the test that did it: a test that trains must be marked
 e2e, so `make test-fast` (-m "not e2e and not slurm") trains nothing. Without the variable: nothing.
 Not part of alignkit: production code has no test hooks for this.
+
+It also loads slow_moments.py (this folder) when an ALIGNKIT_TEST_SLOW_* variable is set: the timing hooks of
+the tests that signal or kill a run at one exact moment.
 """
 
 from __future__ import annotations
@@ -65,3 +68,13 @@ def install() -> None:
 
 if os.environ.get(GUARD_VAR):
     install()
+
+# the timing hooks of the tests that signal or kill a run at one moment (slow_moments.py), when asked for
+if any(os.environ.get(v) for v in ("ALIGNKIT_TEST_SLOW_SAVE", "ALIGNKIT_TEST_SLOW_STEP", "ALIGNKIT_TEST_SLOW_EXIT")):
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("_alignkit_slow_moments",
+                                                   os.path.join(os.path.dirname(__file__), "slow_moments.py"))
+    _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+    _module.install()
