@@ -1,6 +1,6 @@
 """`alignkit mix preview|build|decontaminate`: see what a run trains on, freeze it, check it.
 
-Inputs come either from the config layers (``--recipe R --task sft|dpo|orpo|cpt [--config F] [--key=value]``)
+Inputs come either from the config layers (``--recipe R --task sft|dpo [--config F] [--key=value]``)
 or stand alone (``--data FILE.yaml`` with a ``data:`` section, plus ``--tokenizer DIR``). datasets,
 transformers and pyarrow are imported inside the commands only.
 """
@@ -93,8 +93,7 @@ def _plan_tables(plan, console) -> None:
 def _stats_table(tokens: dict, console) -> None:
     from rich.table import Table
 
-    form = f"template: {tokens['chat_template']}" if tokens.get("chat_template") else "plain text + EOS"
-    t = Table(title=f"token lengths ({tokens.get('tokenizer')}, {form})", title_justify="left")
+    t = Table(title=f"token lengths ({tokens.get('tokenizer')}, template: {tokens.get('chat_template')})", title_justify="left")
     for col in ("split", "rows measured", "p50", "p95", "max", "over max_length"):
         t.add_column(col, justify="left" if col == "split" else "right")
     for split, s in tokens.get("splits", {}).items():
@@ -105,35 +104,17 @@ def _stats_table(tokens: dict, console) -> None:
         t.add_row(split, measured, str(s["p50"]), str(s["p95"]), str(s["max"]), over)
     console.print(t)
     for split, s in tokens.get("splits", {}).items():
-        for note in (_truncation_note(s), _packing_note(s)):
-            if note:
-                console.print(f"{split}: {note}", markup=False)
+        note = _dpo_truncation_note(s)
+        if note:
+            console.print(f"{split}: {note}", markup=False)
 
 
-def _packing_note(s: dict) -> str | None:
-    """CPT: the sequences TRL packs the measured documents into, and what it keeps of them."""
-    pk = s.get("packing")
-    if not pk or not pk.get("max_length") or "sequences" not in pk:
-        return None
-    of = f"{pk['documents']:,}" + (" measured" if s.get("sampled") else "") + " documents"
-    lost = pk["tokens"] - pk["tokens_kept"]
-    kept = "every token kept" if not lost else f"{lost:,} of {pk['tokens']:,} tokens dropped (beyond max_length)"
-    return (f"TRL packs {of} into {pk['sequences']:,} sequences of {pk['max_length']} tokens "
-            f"({pk['fill_pct']}% filled; packing_strategy {pk['strategy']}: {kept})")
-
-
-def _truncation_note(s: dict) -> str | None:
-    """One sentence on what TRL's DPOTrainer / ORPOTrainer does to this split's rows at max_length."""
+def _dpo_truncation_note(s: dict) -> str | None:
+    """One sentence on what TRL's DPOTrainer does to this split's rows at max_length."""
     trl, ml = s.get("trl"), s.get("max_length")
     if not trl or not ml:
         return None
     of = f" of {s['rows_measured']:,}" + (" measured" if s.get("sampled") else "")
-    if trl.get("trainer") == "ORPOTrainer":
-        if not trl["truncated"] and not trl["empty_answer"]:
-            return f"TRL's ORPOTrainer keeps all{of} rows whole at max_length {ml}"
-        return (f"TRL's ORPOTrainer drops no rows and never cuts the prompt: it cuts the end of the answers of "
-                f"{trl['truncated']:,}{of} rows to fit max_length {ml}, and {trl['empty_answer']:,} rows whose prompt "
-                f"alone has {ml} tokens or more keep an empty answer (they teach nothing)")
     if not trl["dropped"] and not trl["truncated"]:
         return f"TRL's DPOTrainer keeps all{of} rows whole at max_length {ml} (truncation_mode {trl['truncation_mode']})"
     if trl["truncation_mode"] == "keep_start":
@@ -189,7 +170,7 @@ def _build(inp: MixInputs, output: Path, *, render: bool, eval_files: list[Path]
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def preview(
     ctx: typer.Context,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft, dpo, orpo or cpt (default: the recipe's task, else sft).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft or dpo (default: the recipe's task, else sft).")] = None,
     recipe: RecipeOpt = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,

@@ -19,7 +19,7 @@ OVERRIDES_HELP = (
     "Any config key can follow as an override: --learning_rate=1e-5, --lora.r=32, --report_to=wandb "
     "(values are YAML: 3e-5, true, [a, b]). A bare .yaml path is a config file (the handbook's form). "
     "Layers, lowest first: defaults < recipe < profile < --config files < overrides. "
-    "All keys: `alignkit config fields --task sft|dpo|orpo|cpt`."
+    "All keys: `alignkit config fields --task sft|dpo`."
 )
 
 Recipe = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")]
@@ -38,7 +38,7 @@ PushToHub = Annotated[bool, typer.Option("--push-to-hub", help="Push the result 
 
 # -- mix: where the data comes from, and the output ------------------------------------------------
 
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft, dpo, orpo or cpt: what the data is read as.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
 RecipeOpt = Recipe
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Launch profile (default: full).")]
 ConfigOpt = Annotated[Optional[List[Path]], typer.Option("--config", "-c", help="Your YAML, layered over the recipe (repeatable).")]

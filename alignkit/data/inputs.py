@@ -1,6 +1,6 @@
 """What ``alignkit mix preview|build|decontaminate`` works on: the data section, the task and the tokenizer.
 
-Either from the config layers (``--recipe R --task sft|dpo|orpo|cpt [--config F] [--key=value]``, resolved by
+Either from the config layers (``--recipe R --task sft|dpo [--config F] [--key=value]``, resolved by
 alignkit.config.resolve) or from a stand-alone ``--data FILE.yaml`` holding a ``data:`` section plus
 ``--data.key=value`` overrides. The file is read with the same YAML loader as every config
 (alignkit.config.yamlio: line numbers, duplicate keys, YAML 1.2 booleans) and its errors are translated
@@ -27,26 +27,12 @@ class MixInputs:
     max_length: int | None
     trust_remote_code: bool = False
     truncation_mode: str = "keep_start"  # DPO: TRL's default
-    packing: str | None = None  # CPT: the packing strategy when the text is packed (None: one document a row)
 
 
 def check_task(task: str) -> str:
-    from alignkit.config.tasks import TASKS, task_option_fix
-
-    if task not in TASKS:
-        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix=task_option_fix()))
+    if task not in ("sft", "dpo"):
+        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix="use --task sft or --task dpo"))
     return task
-
-
-def default_packing(task: str) -> str | None:
-    """The packing of ``task``'s built-in defaults layer (config/defaults/<task>.yaml): its strategy, or None."""
-    from importlib import resources
-
-    import yaml
-
-    text = resources.files("alignkit.config").joinpath("defaults", f"{task}.yaml").read_text(encoding="utf-8")
-    train = (yaml.safe_load(text) or {}).get("train") or {}
-    return (train.get("packing_strategy") or "bfd") if train.get("packing") else None
 
 
 def data_from_file(path: Path, extra: list[str], task: str = "sft"):
@@ -128,8 +114,7 @@ def resolve_inputs(
         )
     if data_file is not None:
         data = data_from_file(Path(data_file), extra, task)
-        inputs = MixInputs(task, data, tokenizer, None, max_length, truncation_mode=truncation_mode or "keep_start",
-                           packing=default_packing(task))
+        inputs = MixInputs(task, data, tokenizer, None, max_length, truncation_mode=truncation_mode or "keep_start")
     elif recipe or config:
         from alignkit.config.resolve import resolve_config
 
@@ -139,9 +124,7 @@ def resolve_inputs(
         rev = None if tokenizer else getattr(model, "model_revision", None)
         ml = max_length if max_length is not None else getattr(cfg.train, "max_length", None)
         mode = truncation_mode or getattr(cfg.train, "truncation_mode", None) or "keep_start"
-        packing = (getattr(cfg.train, "packing_strategy", None) or "bfd") if getattr(cfg.train, "packing", False) else None
-        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode,
-                           packing)
+        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode)
     else:
         raise UsageError(
             Problem(

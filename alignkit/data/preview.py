@@ -1,7 +1,6 @@
 """What a mixture looks like to TRL (``alignkit mix preview``): token lengths of every split as TRL
-would tokenize them, what TRL's DPOTrainer / ORPOTrainer drops or truncates at ``max_length``, how many
-sequences CPT's packing makes, rendered sample rows. numpy, pyarrow and the tokenizer are imported inside the
-functions.
+would tokenize them, what TRL's DPOTrainer drops or truncates at ``max_length``, rendered sample rows.
+numpy, pyarrow and the tokenizer are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -78,49 +77,6 @@ def dpo_truncation(prompt_ids: list[list[int]], chosen_ids: list[list[int]], rej
     return out
 
 
-def orpo_truncation(prompt_ids: list[list[int]], chosen_ids: list[list[int]], rejected_ids: list[list[int]], *,
-                    max_length: int | None) -> dict:
-    """What TRL 1.16's ORPOTrainer (``tokenize_row``) does at ``max_length``: no row is dropped and the prompt is
-    never cut; where prompt + chosen or prompt + rejected is longer, the answer's end is cut to what the prompt
-    leaves, and a prompt of ``max_length`` tokens or more leaves an empty answer (the row teaches nothing)."""
-    rows = len(prompt_ids)
-    out: dict[str, Any] = {"trainer": "ORPOTrainer", "dropped": 0, "truncated": 0, "empty_answer": 0}
-    if not max_length:
-        return out
-    for p, c, r in zip(prompt_ids, chosen_ids, rejected_ids):
-        n = min(_common_prefix(p, c), _common_prefix(p, r))
-        if n >= max_length:
-            out["empty_answer"] += 1
-        elif max(len(c), len(r)) > max_length:
-            out["truncated"] += 1
-    out["truncated_pct"] = round(100.0 * out["truncated"] / rows, 2) if rows else 0.0
-    return out
-
-
-def packing_report(lengths: list[int], *, max_length: int | None, strategy: str) -> dict:
-    """Sequences of ``max_length`` tokens TRL's ``pack_dataset`` makes of documents of these token lengths, and
-    the tokens it keeps (``bfd`` drops what a document has beyond ``max_length``; ``bfd_split`` keeps it)."""
-    out: dict[str, Any] = {"strategy": strategy, "max_length": max_length, "documents": len(lengths),
-                           "tokens": int(sum(lengths))}
-    if not max_length or not lengths:
-        return out
-    import datasets
-    from trl.data_utils import pack_dataset
-
-    docs = datasets.Dataset.from_dict({"input_ids": [[0] * n for n in lengths]})
-    shown = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # alignkit's own progress is on screen
-    try:
-        packed = pack_dataset(docs, max_length, strategy=strategy)
-    finally:
-        if shown:
-            datasets.enable_progress_bars()
-    kept = sum(len(ids) for ids in packed["input_ids"])
-    out.update(sequences=len(packed), tokens_kept=kept,
-               fill_pct=round(100.0 * kept / (len(packed) * max_length), 1) if len(packed) else 0.0)
-    return out
-
-
 def _summary(values: list[int]) -> dict:
     s = sorted(values)
     return {
@@ -132,32 +88,24 @@ def _summary(values: list[int]) -> dict:
 
 
 def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None, sample: int, seed: int, workers, progress,
-                truncation_mode: str = "keep_start", packing: str | None = None) -> dict:
+                truncation_mode: str = "keep_start") -> dict:
     """Token lengths of a split as TRL would tokenize it (rendered with the template, no extra
-    special tokens; CPT: the text with TRL's EOS); a seeded sample of ``sample`` rows when the split is larger
-    (0 = all rows). Preference splits also get ``trl``: the rows TRL's trainer drops or truncates at
-    ``max_length`` (``dpo_truncation``, ``orpo_truncation``); CPT with ``packing`` (the strategy) ``packing``:
-    the sequences TRL packs the measured documents into (``packing_report``)."""
+    special tokens); a seeded sample of ``sample`` rows when the split is larger (0 = all rows).
+    DPO splits also get ``trl``: the rows TRL drops or truncates at ``max_length`` (``dpo_truncation``)."""
     import numpy as np
     import pyarrow as pa
 
-    from alignkit.config.tasks import data_format
     from alignkit.data.render import render_table
 
-    fmt = data_format(task)
     n = table.num_rows
     sampled = bool(sample) and n > sample
     if sampled:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
         table = table.take(pa.array(idx))
-    cols = {k: v.to_pylist() for k, v in render_table(table, fmt, renderer, workers=workers, progress=progress).items()}
+    cols = {k: v.to_pylist() for k, v in render_table(table, task, renderer, workers=workers, progress=progress).items()}
     bar = progress.task("tokenizing", table.num_rows) if progress is not None else None
     out: dict[str, Any] = {"rows": n, "rows_measured": table.num_rows, "sampled": sampled}
-    if fmt == "cpt":  # TRL's language modelling: the text as the tokenizer encodes it, an EOS appended
-        lengths = [len(x) + 1 for x in tokenizer(table.column("text").to_pylist())["input_ids"]]
-        if packing:
-            out["packing"] = packing_report(lengths, max_length=max_length, strategy=packing)
-    elif fmt == "sft":
+    if task == "sft":
         lengths = _lengths(tokenizer, cols["text"])
     else:
         p, c, r = cols["text_prompt"], cols["text_chosen"], cols["text_rejected"]
@@ -166,11 +114,7 @@ def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None
         ir = _ids(tokenizer, [a + b for a, b in zip(p, r)])
         lengths = [max(len(a), len(b)) for a, b in zip(ic, ir)]
         out["prompt"] = _summary([len(x) for x in ip])
-        if task == "orpo":
-            out["trl"] = orpo_truncation(ip, ic, ir, max_length=max_length)
-        else:
-            out["trl"] = {"trainer": "DPOTrainer",
-                          **dpo_truncation(ip, ic, ir, max_length=max_length, truncation_mode=truncation_mode)}
+        out["trl"] = dpo_truncation(ip, ic, ir, max_length=max_length, truncation_mode=truncation_mode)
     if bar:
         bar.advance(table.num_rows)
     out.update(_summary(lengths))
@@ -185,12 +129,10 @@ def token_stats(table, task: str, tokenizer, renderer, *, max_length: int | None
 def preview_mixture(inp: "MixInputs", *, samples: int, stats_rows: int, console=None) -> tuple["MixResult", dict]:
     """Mix ``inp`` and report it: the plan's JSON plus ``tokens`` (None without a tokenizer) and
     ``samples`` (the first ``samples`` rows of the shuffled train split, rendered when there is a tokenizer)."""
-    from alignkit.config.tasks import data_format
     from alignkit.data.mixer import mix
     from alignkit.data.progress import progress_for
     from alignkit.data.sources import source_label
 
-    fmt = data_format(inp.task)
     res = mix(inp.data, inp.task, console=console)
     out: dict[str, Any] = res.plan.as_json()
     tok = renderer = None
@@ -199,22 +141,18 @@ def preview_mixture(inp: "MixInputs", *, samples: int, stats_rows: int, console=
         from alignkit.data.chat import Renderer, resolve_chat_template_with_origin
 
         tok = load_tokenizer(inp.tokenizer, inp.tokenizer_revision, trust_remote_code=inp.trust_remote_code)
-        origin = None  # CPT: plain text, no chat template
-        if fmt != "cpt":
-            template, origin = resolve_chat_template_with_origin(tok, inp.data)
-            renderer = Renderer(tok, template, insert_system=inp.data.auto_insert_empty_system_msg)
+        template, origin = resolve_chat_template_with_origin(tok, inp.data)
+        renderer = Renderer(tok, template, insert_system=inp.data.auto_insert_empty_system_msg)
         tokens: dict[str, Any] = {"tokenizer": inp.tokenizer, "chat_template": origin, "max_length": inp.max_length, "splits": {}}
         if inp.task == "dpo":
             tokens["truncation_mode"] = inp.truncation_mode
-        if fmt == "cpt":
-            tokens["packing"] = inp.packing
         with progress_for(console) as prog:
             for split, table in res.tables.items():
                 if table.num_rows:
                     tokens["splits"][split] = token_stats(
                         table, inp.task, tok, renderer, max_length=inp.max_length, sample=stats_rows,
                         seed=inp.data.mix_seed, workers=inp.data.preprocessing_num_workers, progress=prog,
-                        truncation_mode=inp.truncation_mode, packing=inp.packing,
+                        truncation_mode=inp.truncation_mode,
                     )
         out["tokens"] = tokens
     else:
@@ -229,7 +167,7 @@ def preview_mixture(inp: "MixInputs", *, samples: int, stats_rows: int, console=
         if renderer is not None:
             from alignkit.data.render import render_table
 
-            rendered = {k: v.to_pylist() for k, v in render_table(head, fmt, renderer).items()}
+            rendered = {k: v.to_pylist() for k, v in render_table(head, inp.task, renderer).items()}
         raw = head.to_pylist()
         for j in range(head.num_rows):
             s: dict[str, Any] = {
@@ -237,12 +175,10 @@ def preview_mixture(inp: "MixInputs", *, samples: int, stats_rows: int, console=
                 "source": source_label(inp.data.mixture[int(si.src[j])]),
                 "row": int(si.row[j]),
             }
-            if fmt == "cpt":
-                s["text"] = raw[j]["text"]
-            elif rendered is None:
-                cols = ("messages",) if fmt == "sft" else ("prompt", "chosen", "rejected")
+            if rendered is None:
+                cols = ("messages",) if inp.task == "sft" else ("prompt", "chosen", "rejected")
                 s["raw"] = {c: raw[j][c] for c in cols}
-            elif fmt == "sft":
+            elif inp.task == "sft":
                 s["text"] = rendered["text"][j]
             else:
                 s.update(prompt=rendered["text_prompt"][j], chosen=rendered["text_chosen"][j], rejected=rendered["text_rejected"][j])

@@ -129,8 +129,6 @@ def render_table(
 
     n = table.num_rows
     names = rendered_column_names(task)
-    if not names:  # CPT: plain text, no template
-        return {}
     bar = progress.task("templating", n) if progress is not None else None
     if task == "sft":
         vec = _vector_sft(table, renderer)
