@@ -1,7 +1,7 @@
 """`alignkit mix preview|build|decontaminate`: see what a run trains on, freeze it, check it.
 
-Inputs come either from the config layers (``--recipe R --task sft|dpo [--config F] [--key=value]``)
-or stand alone (``--data FILE.yaml`` with a ``data:`` section, plus ``--tokenizer DIR``). datasets,
+Inputs come either from the config layers (``--recipe R --task T [--config F] [--key=value]``, T one of the
+tasks of alignkit.config.tasks, resolved as ``alignkit T`` resolves them) or stand alone (``--data FILE.yaml`` with a ``data:`` section, plus ``--tokenizer DIR``). datasets,
 transformers and pyarrow are imported inside the commands only.
 """
 
@@ -18,6 +18,7 @@ from alignkit.commands.options import (
     ConfigOpt,
     DataOpt,
     JsonOpt,
+    OptionalTaskOpt,
     ProfileOpt,
     RecipeOpt,
     SkipOpt,
@@ -93,7 +94,8 @@ def _plan_tables(plan, console) -> None:
 def _stats_table(tokens: dict, console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"token lengths ({tokens.get('tokenizer')}, template: {tokens.get('chat_template')})", title_justify="left")
+    template = tokens.get("chat_template") or "none, plain text"
+    t = Table(title=f"token lengths ({tokens.get('tokenizer')}, template: {template})", title_justify="left")
     for col in ("split", "rows measured", "p50", "p95", "max", "over max_length"):
         t.add_column(col, justify="left" if col == "split" else "right")
     for split, s in tokens.get("splits", {}).items():
@@ -104,17 +106,26 @@ def _stats_table(tokens: dict, console) -> None:
         t.add_row(split, measured, str(s["p50"]), str(s["p95"]), str(s["max"]), over)
     console.print(t)
     for split, s in tokens.get("splits", {}).items():
-        note = _dpo_truncation_note(s)
+        note = _trainer_note(s)
         if note:
             console.print(f"{split}: {note}", markup=False)
 
 
-def _dpo_truncation_note(s: dict) -> str | None:
-    """One sentence on what TRL's DPOTrainer does to this split's rows at max_length."""
+def _trainer_note(s: dict) -> str | None:
+    """One sentence on what the task's TRL trainer does to this split's rows at max_length."""
     trl, ml = s.get("trl"), s.get("max_length")
     if not trl or not ml:
         return None
     of = f" of {s['rows_measured']:,}" + (" measured" if s.get("sampled") else "")
+    name = trl.get("trainer", "DPOTrainer")
+    if name == "SFTTrainer":
+        return _packing_note(trl, ml, of)
+    if name == "ORPOTrainer":
+        if not trl["truncated"]:
+            return f"TRL's ORPOTrainer keeps all{of} rows whole at max_length {ml}"
+        return (f"TRL's ORPOTrainer drops no rows; it keeps the prompt whole and cuts the end of the completions of "
+                f"{trl['truncated']:,}{of} rows at max_length {ml}, {trl['no_completion_left']:,} of which have a "
+                f"prompt of {ml} tokens or more and keep no completion token at all")
     if not trl["dropped"] and not trl["truncated"]:
         return f"TRL's DPOTrainer keeps all{of} rows whole at max_length {ml} (truncation_mode {trl['truncation_mode']})"
     if trl["truncation_mode"] == "keep_start":
@@ -124,12 +135,31 @@ def _dpo_truncation_note(s: dict) -> str | None:
             f"{trl['truncated']:,}{of} rows, {trl['no_prompt_left']:,} of which keep no prompt token at all")
 
 
+def _packing_note(trl: dict, ml: int, of: str) -> str:
+    """CPT text in TRL's SFTTrainer: packed into max_length sequences, or one document per row, cut."""
+    if not trl["packing"]:
+        if not trl["truncated"]:
+            return f"no packing: TRL's SFTTrainer keeps all{of} documents whole at max_length {ml}"
+        cut = "end" if trl["truncation_mode"] == "keep_start" else "start"
+        return (f"no packing: TRL's SFTTrainer cuts the {cut} of {trl['truncated']:,}{of} documents longer than "
+                f"max_length {ml} ({trl['tokens_dropped']:,} of {trl['tokens']:,} tokens dropped)")
+    text = (f"packing ({trl['packing_strategy']}):{of.replace(' of', '', 1)} documents ({trl['tokens']:,} tokens) make "
+            f"{trl['sequences']:,} sequences of up to {ml} tokens")
+    if "sequences_estimate" in trl:
+        text += f" (about {trl['sequences_estimate']:,} for the whole split)"
+    if trl["tokens_dropped"]:
+        text += (f"; {trl['packing_strategy']} cuts the {trl['documents_longer']:,} documents longer than {ml} to their "
+                 f"first {ml} tokens ({trl['tokens_dropped']:,} tokens dropped; --packing_strategy=bfd_split keeps them)")
+    return text
+
+
 def _samples(samples: list[dict], console) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
     for s in samples:
-        title = f"sample {s['index']} — {s['source']} row {s['row']}"
+        tokens = f", {s['tokens']:,} tokens" if "tokens" in s else ""
+        title = f"sample {s['index']}{tokens} — {s['source']} row {s['row']}"
         if "text" in s:
             body = s["text"]
         elif "prompt" in s and isinstance(s.get("prompt"), str):
@@ -170,20 +200,20 @@ def _build(inp: MixInputs, output: Path, *, render: bool, eval_files: list[Path]
 @app.command(context_settings=CONTEXT, epilog=EPILOG)
 def preview(
     ctx: typer.Context,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", help="sft or dpo (default: the recipe's task, else sft).")] = None,
+    task: OptionalTaskOpt = None,
     recipe: RecipeOpt = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     data: DataOpt = None,
     tokenizer: TokenizerOpt = None,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Token limit for the truncation report (default: train.max_length).")] = None,
-    truncation_mode: Annotated[Optional[str], typer.Option("--truncation-mode", help="DPO: keep_start (TRL's default) or keep_end, for the truncation report (default: train.truncation_mode).")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Token limit for the truncation report, and CPT's packed sequence length (default: train.max_length; with --data, CPT packs to its task default).")] = None,
+    truncation_mode: Annotated[Optional[str], typer.Option("--truncation-mode", help="DPO, and CPT without packing: keep_start (TRL's default) or keep_end, for the truncation report (default: train.truncation_mode).")] = None,
     samples: Annotated[int, typer.Option("--samples", "-n", help="Rendered sample rows to show.")] = 2,
     stats_rows: Annotated[int, typer.Option("--stats-rows", help="Measure token lengths on a seeded sample of this many rows per split (0 = all).")] = 20000,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rows per source and split, token lengths and truncation, rendered samples."""
+    """Rows per source and split, token lengths and what the trainer cuts, drops or packs, rendered samples."""
     from alignkit.data.preview import preview_mixture
 
     from alignkit.data.inputs import infer_task

@@ -1,7 +1,8 @@
 """Command-line options that several commands declare the same way, in typer's Annotated style (the
 default stays with each parameter): ``alignkit mix preview|build|decontaminate`` and
 ``alignkit aif generate|judge|binarize|distill``, and the run commands (``sft``, ``dpo``, ``validate``,
-``recipes show``). Only typer and the standard library are imported here.
+``recipes show``). Only typer, the standard library and the task table (alignkit.config.tasks, itself plain
+Python) are imported here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, List, Optional
 
 import typer
+
+from alignkit.config.tasks import task_choices_help
 
 # -- runs: sft, dpo, validate ----------------------------------------------------------------------
 
@@ -38,7 +41,10 @@ PushToHub = Annotated[bool, typer.Option("--push-to-hub", help="Push the result 
 
 # -- mix: where the data comes from, and the output ------------------------------------------------
 
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="sft or dpo.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help=f"The task whose data this is: {task_choices_help()}.")]
+#: mix preview's --task, which may be left out
+OptionalTaskOpt = Annotated[Optional[str], typer.Option(
+    "--task", "-t", help=f"The task whose data this is: {task_choices_help()} (default: the recipe's task, else sft).")]
 RecipeOpt = Recipe
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", "-p", help="Launch profile (default: full).")]
 ConfigOpt = Annotated[Optional[List[Path]], typer.Option("--config", "-c", help="Your YAML, layered over the recipe (repeatable).")]

@@ -57,6 +57,14 @@ def _defaults_layer(task: str) -> Layer:
     return build_layer(parse_yaml(text, f"defaults/{task}.yaml"), "default", task, f"defaults/{task}.yaml")
 
 
+def default_train(task: str):
+    """The `train` section a task gets from its built-in defaults alone (config/defaults/<task>.yaml over TRL's):
+    what `alignkit mix --data` assumes of the trainer (CPT: packing into max_length sequences)."""
+    from alignkit.config.train import train_model
+
+    return train_model(task).model_validate(_defaults_layer(task).values.get("train", {}))
+
+
 def resolve_config(
     task: str,
     *,

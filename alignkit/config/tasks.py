@@ -16,8 +16,14 @@ TASKS = ("sft", "dpo", "orpo", "cpt")
 # The row format of the task's data (alignkit.data): conversations, preference pairs or plain text.
 DATA_FORMAT = {"sft": "sft", "dpo": "dpo", "orpo": "dpo", "cpt": "cpt"}
 
+# What the rows of each data format are, in words (the --task help of `alignkit mix`).
+FORMAT_WORDS = {"sft": "conversations", "dpo": "preference pairs", "cpt": "plain text"}
+
 # Which TRL config's fields the `train` section holds (the key of the snapshot in trl_fields.json).
 TRL_CONFIG = {"sft": "sft", "dpo": "dpo", "orpo": "orpo", "cpt": "sft"}
+
+# The TRL trainer class that tokenizes and trains the task's rows (what `alignkit mix preview` reproduces).
+TRAINER = {"sft": "SFTTrainer", "dpo": "DPOTrainer", "orpo": "ORPOTrainer", "cpt": "SFTTrainer"}
 
 # Tasks trained on preference pairs (two sequences per row); of those, the ones that keep a reference model.
 PREFERENCE = frozenset({"dpo", "orpo"})
@@ -37,6 +43,16 @@ def trl_config(task: str) -> str:
     return TRL_CONFIG.get(task, task)
 
 
+def trainer(task: str) -> str:
+    return TRAINER[task]
+
+
 def task_option_fix() -> str:
     """The fix of an unknown --task: "use --task sft or --task dpo or ..."."""
     return "use " + " or ".join(f"--task {t}" for t in TASKS)
+
+
+def task_choices_help() -> str:
+    """The tasks with what their rows are, for a --task help text: "sft (conversations), dpo (preference
+    pairs), ..."."""
+    return ", ".join(f"{t} ({FORMAT_WORDS[data_format(t)]})" for t in TASKS)

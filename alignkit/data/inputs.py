@@ -1,8 +1,9 @@
 """What ``alignkit mix preview|build|decontaminate`` works on: the data section, the task and the tokenizer.
 
-Either from the config layers (``--recipe R --task sft|dpo [--config F] [--key=value]``, resolved by
-alignkit.config.resolve) or from a stand-alone ``--data FILE.yaml`` holding a ``data:`` section plus
-``--data.key=value`` overrides. The file is read with the same YAML loader as every config
+Either from the config layers (``--recipe R --task T [--config F] [--key=value]``, resolved by
+alignkit.config.resolve exactly as ``alignkit T`` resolves them) or from a stand-alone ``--data FILE.yaml``
+holding a ``data:`` section plus ``--data.key=value`` overrides (the task's built-in defaults give the rest).
+The tasks are alignkit.config.tasks's. The file is read with the same YAML loader as every config
 (alignkit.config.yamlio: line numbers, duplicate keys, YAML 1.2 booleans) and its errors are translated
 the same way, naming the key and its ``file:line``.
 """
@@ -27,11 +28,16 @@ class MixInputs:
     max_length: int | None
     trust_remote_code: bool = False
     truncation_mode: str = "keep_start"  # DPO: TRL's default
+    packing: bool = False  # CPT: train.packing (on by default: config/defaults/cpt.yaml)
+    packing_strategy: str = "bfd"  # CPT: train.packing_strategy (TRL's default)
 
 
 def check_task(task: str) -> str:
-    if task not in ("sft", "dpo"):
-        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix="use --task sft or --task dpo"))
+    """A task of the task table (alignkit.config.tasks), else exit 2 listing them."""
+    from alignkit.config.tasks import TASKS, task_option_fix
+
+    if task not in TASKS:
+        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix=task_option_fix()))
     return task
 
 
@@ -106,6 +112,8 @@ def resolve_inputs(
     skip_invalid: bool = False,
     truncation_mode: str | None = None,
 ) -> MixInputs:
+    from alignkit.config.tasks import data_format
+
     check_task(task)
     cfg = None
     if data_file is not None and (recipe or config):
@@ -115,6 +123,13 @@ def resolve_inputs(
     if data_file is not None:
         data = data_from_file(Path(data_file), extra, task)
         inputs = MixInputs(task, data, tokenizer, None, max_length, truncation_mode=truncation_mode or "keep_start")
+        if data_format(task) == "cpt":  # what `alignkit cpt` packs into without a config: its defaults
+            from alignkit.config.resolve import default_train
+
+            train = default_train(task)
+            inputs.packing, inputs.packing_strategy = bool(train.packing), train.packing_strategy
+            if max_length is None and inputs.packing:
+                inputs.max_length = train.max_length
     elif recipe or config:
         from alignkit.config.resolve import resolve_config
 
@@ -124,7 +139,9 @@ def resolve_inputs(
         rev = None if tokenizer else getattr(model, "model_revision", None)
         ml = max_length if max_length is not None else getattr(cfg.train, "max_length", None)
         mode = truncation_mode or getattr(cfg.train, "truncation_mode", None) or "keep_start"
-        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode)
+        inputs = MixInputs(task, cfg.data, tok, rev, ml, bool(getattr(model, "trust_remote_code", False)), mode,
+                           packing=bool(getattr(cfg.train, "packing", False)),
+                           packing_strategy=getattr(cfg.train, "packing_strategy", None) or "bfd")
     else:
         raise UsageError(
             Problem(
@@ -133,7 +150,12 @@ def resolve_inputs(
                 fix="use --recipe NAME (and/or --config FILE.yaml), or --data FILE.yaml with a 'data:' section",
             )
         )
-    if task == "dpo" and inputs.truncation_mode not in TRUNCATION_MODES:
+    if truncation_mode and not _has_truncation_mode(task):
+        from alignkit.config.tasks import trl_config
+
+        raise UsageError(Problem(where="--truncation-mode", fix="leave out --truncation-mode",
+                                 message=f"{task} has none (TRL's {trl_config(task).upper()}Config has no truncation_mode)"))
+    if _has_truncation_mode(task) and inputs.truncation_mode not in TRUNCATION_MODES:
         raise ConfigError(
             Problem(
                 where="--truncation-mode" if truncation_mode else "train.truncation_mode",
@@ -157,6 +179,13 @@ def resolve_inputs(
     if problems:
         raise ConfigError(problems)
     return inputs
+
+
+def _has_truncation_mode(task: str) -> bool:
+    """Whether the task's TRL config has truncation_mode (DPOConfig and SFTConfig do, ORPOConfig does not)."""
+    from alignkit.config.train import train_model
+
+    return "truncation_mode" in train_model(task).model_fields
 
 
 def infer_task(task: str | None, recipe: str | None) -> str:

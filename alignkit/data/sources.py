@@ -108,21 +108,22 @@ def _nonblank_lines(path: str, _mtime: int):
 def _read_jsonl_python(path: Path, where: str):
     import pyarrow as pa
 
-    rows = []
+    rows, lines = [], []
     with pa.input_stream(str(path), compression="detect") as fh:
         for lineno, line in enumerate(fh.read().decode("utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
+                lines.append(lineno)
             except ValueError as exc:
                 raise DataError(
                     Problem(where=f"{path}:{lineno}", message=f"invalid JSON: {exc}", fix="fix or remove that line")
                 ) from None
-    return _from_records(rows, path)
+    return _from_records(rows, path, lines)
 
 
-def _from_records(rows: list, path: Path):
+def _from_records(rows: list, path: Path, lines: list[int] | None = None):
     import pyarrow as pa
 
     if rows and not all(isinstance(r, dict) for r in rows):
@@ -133,10 +134,27 @@ def _from_records(rows: list, path: Path):
         raise DataError(
             Problem(
                 where=str(path),
-                message=f"rows have inconsistent types: {exc}",
+                message=f"rows have inconsistent types: {_type_clash(rows, lines) or exc}",
                 fix="give every row the same fields with the same types",
             )
         ) from None
+
+
+def _type_clash(rows: list[dict], lines: list[int] | None) -> str | None:
+    """The first row whose field holds another kind of JSON value than the rows before it (a number in a text
+    column), named with its column, or None when the clash is deeper (inside lists or objects)."""
+    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
+    first: dict[str, tuple[str, int]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            if value is None:
+                continue
+            kind = kinds.get(type(value), type(value).__name__)
+            seen = first.setdefault(key, (kind, i))
+            if seen[0] != kind:
+                at = f"row {i}" + (f" (line {lines[i]})" if lines else "")
+                return f"{at} has a {kind} in column '{key}', where row {seen[1]} has a {seen[0]}"
+    return None
 
 
 def read_data_file(path: Path):
