@@ -93,31 +93,38 @@ set_metavars(app)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every AlignkitError becomes its message and exit code, no traceback
     (ALIGNKIT_DEBUG=1 shows one)."""
-    from alignkit.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AlignkitError
-
     try:
         app(args=argv, prog_name="alignkit")
-    except AlignkitError as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         from alignkit import ui
+        from alignkit.errors import AlignkitError
 
+        if ui.debug_enabled() and not isinstance(exc, KeyboardInterrupt):  # the message, then the traceback
+            if isinstance(exc, AlignkitError):
+                ui.print_error(exc)
+            raise
+        sys.exit(report(exc))
+
+
+def report(exc: BaseException) -> int:
+    """What the user sees of an exception that ends a command, printed to stderr; returns the exit code. An
+    AlignkitError is its message (exit 2 for what the user can fix, 1 for a runtime failure), Ctrl-C is 130,
+    anything else is a bug in alignkit, said so (exit 1)."""
+    from alignkit import ui
+    from alignkit.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, AlignkitError
+
+    if isinstance(exc, AlignkitError):
         ui.print_error(exc)
-        if ui.debug_enabled():
-            raise
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
-    except Exception as exc:  # a bug in alignkit: say so plainly
-        from alignkit import ui
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    from rich.markup import escape
 
-        if ui.debug_enabled():
-            raise
-        from rich.markup import escape
-
-        ui.err_console().print(
-            f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(ui.redact(str(exc)))}\n"
-            "This is a bug in alignkit. Re-run with ALIGNKIT_DEBUG=1 for the traceback and report it."
-        )
-        sys.exit(EXIT_RUNTIME)
+    ui.err_console().print(
+        f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(ui.redact(str(exc)))}\n"
+        "This is a bug in alignkit. Re-run with ALIGNKIT_DEBUG=1 for the traceback and report it."
+    )
+    return EXIT_RUNTIME
 
 
 if __name__ == "__main__":

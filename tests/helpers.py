@@ -9,6 +9,8 @@
   training guard of tests/spawn_guard (see tests/conftest.py), then ``env_extra`` on top.
 * ``run_cli(*args, ...)``: run it to the end, output captured as text, stdin closed, a timeout.
 * ``popen_cli(*args, ...)``: start it in the background (``subprocess.Popen`` keywords pass through).
+* ``invoke_cli(*args, ...)``: the same command in this process (no interpreter start), ended as the console
+  entry point ends it: exit code, stdout and stderr as a user sees them.
 * ``flat(text)``: whitespace collapsed (rich wraps long lines).
 """
 
@@ -75,3 +77,55 @@ def popen_cli(*args, env: dict[str, str] | None = None, env_extra: dict[str, str
 def flat(text: str | None) -> str:
     """Whitespace collapsed: rich wraps long lines and paths."""
     return " ".join((text or "").split())
+
+
+def invoke_cli(*args, env: dict[str, str] | None = None, env_extra: dict[str, str] | None = None, cwd=None,
+               no_gpu: bool = True) -> subprocess.CompletedProcess:
+    """``alignkit ARGS`` in this process, ended the way the console entry point ends it (``alignkit.cli.main``:
+    an error is its message on stderr and its exit code, via ``alignkit.cli.report``): a fraction of a second
+    instead of an interpreter start. The environment (``cli_env``) and the working directory are the call's and
+    restored after; stdin is empty. For what needs a real process (signals, stdin, the installed executable,
+    what gets imported), use ``run_cli``."""
+    import contextlib
+    import io
+
+    from alignkit.cli import report
+
+    environ = cli_env(env, env_extra, no_gpu=no_gpu)
+    saved_env, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(environ)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.stdin = io.StringIO("")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                _command()(args=[str(a) for a in args], prog_name="alignkit")
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - what main() does with it
+                code = report(exc)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.stdin = saved_stdin
+    return subprocess.CompletedProcess(["alignkit", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+_COMMAND: list = []
+
+
+def _command():
+    """The click command typer builds from alignkit's app (``typer.main.get_command``), built once: building it
+    is most of an in-process call's time, and the app does not change within a test session."""
+    if not _COMMAND:
+        import typer
+
+        from alignkit.cli import app
+
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]

@@ -1,10 +1,13 @@
-"""The bad-input corpus: every case runs the real CLI (`python -m alignkit ...`, tests/helpers.run_cli) in a subprocess, offline,
-and checks what a user sees: exit 2 for usage/config/data errors (1 for a runtime failure the user cannot fix
+"""The bad-input corpus: every case runs the CLI, offline, and checks what a user sees: exit 2 for usage/config/data errors (1 for a runtime failure the user cannot fix
 in a config: a judge or model endpoint that fails), the key/file/row/endpoint named, the fix given, and no
 traceback.
 
 Data errors are checked through `alignkit mix preview` (the fast path) and through `alignkit sft|dpo`,
 whose preflight refuses them before anything is written or launched.
+
+Most cases run in this process (tests/helpers.invoke_cli: the entry point's own error handling, without an
+interpreter start each); the cases in PROCESS, at least one per section, run as a real `python -m alignkit`
+process (tests/helpers.run_cli), so the two ways are seen to agree.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.eval_support import FakeJudge, write_mtbench_files
-from tests.helpers import flat, run_cli
+from tests.helpers import flat, invoke_cli, run_cli
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,7 @@ CASES = [
 def test_the_corpus_is_big_and_ids_are_unique():
     assert len(CASES) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
+    assert PROCESS <= {c.id for c in CASES}, PROCESS - {c.id for c in CASES}
 
 
 # --------------------------------------------------------------------------- the files the cases point at
@@ -437,10 +441,17 @@ def endpoints():
 # --------------------------------------------------------------------------- the corpus
 
 
+# one case or more of each section of the table, run as a real process (the rest run in this process)
+PROCESS = {"yaml-syntax-error", "yaml-python-tag", "lr-not-a-number", "override-without-value", "typer-bad-int",
+           "unknown-recipe", "output-dir-not-writable", "data-invalid-json-line", "data-hub-offline",
+           "sft-data-bad-role", "sft-model-without-weights", "merge-not-an-adapter", "slurm-time-injection",
+           "judge-times-out", "judge-key-variable-unset"}
+
+
 @pytest.fixture(scope="module")
 def outcomes(corpus, endpoints, tiny_env, tiny_model_dir):
-    """Every case's real CLI run, a few at a time (most of a run is interpreter start-up and imports):
-    {case id: (argv, CompletedProcess or the exception the run raised)}."""
+    """Every case's CLI run: the PROCESS cases as processes, a few at a time, while the others run here one
+    after another: {case id: (argv, CompletedProcess or the exception the run raised)}."""
     from concurrent.futures import ThreadPoolExecutor
 
     values = {"d": str(corpus), "model": tiny_model_dir, **endpoints}
@@ -448,12 +459,16 @@ def outcomes(corpus, endpoints, tiny_env, tiny_model_dir):
     def run(case: Case):
         args = [a.format(**values) for a in case.args]
         try:
-            return args, run_cli(*args, env=tiny_env, cwd=corpus, timeout=300)
+            if case.id in PROCESS:
+                return args, run_cli(*args, env=tiny_env, cwd=corpus, timeout=300)
+            return args, invoke_cli(*args, env=tiny_env, cwd=corpus)
         except Exception as exc:  # noqa: BLE001 - reported by the case's own test
             return args, exc
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip((c.id for c in CASES), pool.map(run, CASES))), values
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        processes = {c.id: pool.submit(run, c) for c in CASES if c.id in PROCESS}
+        here = {c.id: run(c) for c in CASES if c.id not in PROCESS}
+        return {c.id: here[c.id] if c.id in here else processes[c.id].result() for c in CASES}, values
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
