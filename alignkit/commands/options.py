@@ -22,7 +22,7 @@ OVERRIDES_HELP = (
     "Any config key can follow as an override: --learning_rate=1e-5, --lora.r=32, --report_to=wandb "
     "(values are YAML: 3e-5, true, [a, b]). A bare .yaml path is a config file (the handbook's form). "
     "Layers, lowest first: defaults < recipe < profile < --config files < overrides. "
-    "All keys: `alignkit config fields --task sft|dpo`."
+    "All keys: `alignkit config fields --task sft|dpo|orpo|cpt`."
 )
 
 Recipe = Annotated[Optional[str], typer.Option("--recipe", "-r", help="Shipped recipe (see `alignkit recipes list`).")]

@@ -165,33 +165,35 @@ def test_orpo_build_holds_the_pairs_rendered(files, tmp_path):
 # --------------------------------------------------------------------------- CPT
 
 
-def _sft_trainer_oracle(texts: list[str], tok, max_length: int, packing: bool, tmp: Path):
+def _sft_trainer_oracle(texts: list[str], tok, max_length: int, packing: bool, tmp: Path, strategy: str = "bfd"):
     """TRL 1.16's SFTTrainer._prepare_dataset on the texts, as `alignkit cpt` configures it (the build's text
-    column), packed into max_length sequences or not."""
+    column), packed into max_length sequences (with ``strategy``) or not."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(output_dir=str(tmp), max_length=max_length, packing=packing, dataset_text_field="text",
-                     use_cpu=True, bf16=False, report_to=[])
+                     packing_strategy=strategy, use_cpu=True, bf16=False, report_to=[])
     fake = SimpleNamespace(_tokenizer=tok, chat_template=None, completion_only_loss=None)
     return SFTTrainer._prepare_dataset(fake, Dataset.from_dict({"text": texts}), tok, args, packing, None, "train")
 
 
-def test_cpt_preview_counts_tokens_and_the_sequences_sfttrainer_packs(files, tmp_path):
+@pytest.mark.parametrize("strategy", ["bfd_split", "bfd"])  # cpt's default, TRL's default
+def test_cpt_preview_counts_tokens_and_the_sequences_sfttrainer_packs(files, tmp_path, strategy):
     from transformers import AutoTokenizer
 
     from alignkit.data.lengths import nearest_rank
 
-    out = as_json("preview", "--task", "cpt", "--config", files["cpt"], "--samples", "2")
+    chosen = [] if strategy == "bfd_split" else [f"--packing_strategy={strategy}"]
+    out = as_json("preview", "--task", "cpt", "--config", files["cpt"], "--samples", "2", *chosen)
     assert (out["splits"]["train"]["rows"], out["splits"]["test"]["rows"]) == (16, 4)
     tokens = out["tokens"]
     assert tokens["trainer"] == "SFTTrainer" and tokens["chat_template"] is None
-    assert tokens["packing"] is True and tokens["packing_strategy"] == "bfd" and tokens["max_length"] == 96
+    assert tokens["packing"] is True and tokens["packing_strategy"] == strategy and tokens["max_length"] == 96
     tok = AutoTokenizer.from_pretrained(str(files["model"]))
     for split in ("train", "test"):
         texts = [r["text"] for r in _mixed("cpt", files["cpt"], split)]
         whole = [len(x) for x in _sft_trainer_oracle(texts, tok, None, False, tmp_path / "o")["input_ids"]]
-        packed = _sft_trainer_oracle(texts, tok, 96, True, tmp_path / "o")
+        packed = _sft_trainer_oracle(texts, tok, 96, True, tmp_path / "o", strategy)
         stats = tokens["splits"][split]
         s = sorted(whole)
         assert (stats["p50"], stats["p95"], stats["max"]) == (nearest_rank(s, 50), nearest_rank(s, 95), s[-1])
@@ -199,16 +201,18 @@ def test_cpt_preview_counts_tokens_and_the_sequences_sfttrainer_packs(files, tmp
         assert trl["sequences"] == packed.num_rows
         assert trl["tokens"] == sum(whole)
         assert trl["tokens_kept"] == sum(len(x) for x in packed["input_ids"])
-        assert trl["tokens_dropped"] == sum(n - 96 for n in whole if n > 96)
+        assert trl["tokens_dropped"] == (sum(n - 96 for n in whole if n > 96) if strategy == "bfd" else 0)
     train = tokens["splits"]["train"]["trl"]
-    assert train["sequences"] < 16 and train["tokens_dropped"] > 0  # documents share sequences; bfd cuts the long
+    assert train["sequences"] < 16  # documents share sequences
+    assert (train["tokens_dropped"] > 0) == (strategy == "bfd")  # bfd cuts the long ones, bfd_split keeps them
     # samples: the text as it trains (no template), with its tokens
     first = _mixed("cpt", files["cpt"])[0]["text"]
     assert out["samples"][0]["text"] == first and out["samples"][0]["text"].startswith("document ")
     assert out["samples"][0]["tokens"] == len(_sft_trainer_oracle([first], tok, None, False, tmp_path / "o")[0]["input_ids"])
-    text = flat(ok("preview", "--task", "cpt", "--config", files["cpt"], "--samples", "1").stdout)
-    assert (f"train: packing (bfd): 16 documents ({train['tokens']:,} tokens) make {train['sequences']} sequences of "
-            f"up to 96 tokens; bfd cuts the {train['documents_longer']} documents longer than 96") in text
+    text = flat(ok("preview", "--task", "cpt", "--config", files["cpt"], "--samples", "1", *chosen).stdout)
+    assert (f"train: packing ({strategy}): 16 documents ({train['tokens']:,} tokens) make {train['sequences']} "
+            f"sequences of up to 96 tokens") in text
+    assert (f"bfd cuts the {train['documents_longer']} documents longer than 96" in text) == (strategy == "bfd")
     assert "template: none, plain text" in text
     assert f"sample 0, {out['samples'][0]['tokens']} tokens — " in text
 
