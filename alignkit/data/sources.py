@@ -265,10 +265,21 @@ _NETWORK_WORDS = ("Name or service not known", "Temporary failure in name resolu
                   "nodename nor servname")
 
 
+_SCRIPT_GONE = "Dataset scripts are no longer supported, but found "
+
+
 def _hub_error(src, exc: Exception) -> DataError:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     from alignkit.data.checks import hub_offline, network_problem
 
+    if _SCRIPT_GONE in msg:  # e.g. yhavinga/mc4_nl_cleaned (gpt2-nl's CPT recipe): its configs are a script's
+        script = msg.split(_SCRIPT_GONE, 1)[1].strip()
+        return DataError(Problem(
+            where=f"source {src.id}",
+            message=f"the dataset is built by a loading script ({script}), which datasets 4 and later no longer run",
+            fix="read the Hub's parquet export of it instead: `revision: refs/convert/parquet` on this source in "
+                "data.mixture (where the Hub made one; its config names may differ), or download its data files "
+                "and give them as 'path:'"))
     text = f"{type(exc).__name__} {exc}"
     if not hub_offline() and ("Connect" in type(exc).__name__ or any(w in text for w in _NETWORK_WORDS)):
         reason = next((w for w in _NETWORK_WORDS if w in text), type(exc).__name__)

@@ -225,6 +225,22 @@ def test_hub_source_offline_is_a_clear_data_error(monkeypatch):
     assert "HF_HUB_OFFLINE" in p.fix and "path:" in p.fix
 
 
+
+def test_a_dataset_built_by_a_loading_script_is_refused_with_the_parquet_export_as_the_fix(tmp_path, monkeypatch):
+    """yhavinga/mc4_nl_cleaned (the handbook's gpt2-nl CPT data) builds its configs with mc4_nl_cleaned.py,
+    which datasets >= 4 refuses; a directory of that name with the script in it stands in for the repo."""
+    repo = tmp_path / "yhavinga" / "mc4_nl_cleaned"
+    repo.mkdir(parents=True)
+    (repo / "mc4_nl_cleaned.py").write_text("import datasets\n")
+    monkeypatch.chdir(tmp_path)
+    data = DataConfig(mixture=[{"id": "yhavinga/mc4_nl_cleaned", "config": "tiny", "split": "train"}])
+    with pytest.raises(DataError) as e:
+        mix(data, "cpt")
+    (p,) = e.value.problems
+    assert p.where == "source yhavinga/mc4_nl_cleaned"
+    assert "loading script (mc4_nl_cleaned.py)" in p.message and "datasets 4" in p.message
+    assert "revision: refs/convert/parquet" in p.fix and "path:" in p.fix and "HF_HUB_OFFLINE" not in p.fix
+
 def test_different_columns_are_refused_with_the_fix_and_reconciled_by_columns(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", sft_rows("a", 5, prompt="p", prompt_id="i"))
     b = write_jsonl(tmp_path / "b.jsonl", sft_rows("b", 5))
