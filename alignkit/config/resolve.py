@@ -31,6 +31,7 @@ class Resolved:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     plan_notes: list[str] = field(default_factory=list)  # how the profile was chosen, what it changed
+    profile_reason: str | None = None  # why a run without --profile got this one (None: --profile, or full)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config with TRL's field names (RunConfig.to_dict)."""
@@ -115,6 +116,7 @@ def resolve_config(
         user_layers.append(ov)
 
     plan_notes: list[str] = []
+    why = None
     if profile is None:
         profile, why = _profile_from(user_layers)
         if why:
@@ -182,7 +184,7 @@ def resolve_config(
     assert stack is not None and config is not None
     notes = [n for layer in layers for n in layer.notes]
     warnings = [w for layer in layers for w in layer.warnings]
-    return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings, plan_notes)
+    return Resolved(task, recipe, recipe_label, stack, config, provenance, layers, notes, warnings, plan_notes, why)
 
 
 def writer_of(config: RunConfig, path) -> str | None:

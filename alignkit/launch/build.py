@@ -16,7 +16,7 @@ from typing import Any
 from alignkit.config.resolve import Resolved, resolve_config
 from alignkit.config.train import checkpointing_on
 from alignkit.errors import ConfigError, Problem
-from alignkit.launch.spec import BatchMath, LaunchPlan
+from alignkit.launch.spec import BatchMath, LaunchPlan, profile_label
 from alignkit.launch.run import RunDir
 
 
@@ -62,7 +62,8 @@ def _processes_per_node(resolved: Resolved, num_gpus: int | None, dry_run: bool)
         ref = launch.reference_num_gpus or 1
         return ref, f"no GPU visible: planned for the recipe's reference count, {ref} per node (--num-gpus N to change)"
     raise ConfigError(
-        Problem("--num-gpus", f"profile {resolved.profile.name} needs GPUs and none is visible",
+        Problem("--num-gpus", f"{profile_label(resolved.profile.name, resolved.profile_reason)} needs GPUs and none "
+                "is visible",
                 f"run on a GPU machine, add the cpu modifier (--profile {resolved.profile.name},cpu), "
                 "or add --dry-run to only see the plan")
     )
@@ -233,6 +234,7 @@ def plan_from_resolved(
         notes=notes,
         translations=list(resolved.notes),
         warnings=list(resolved.warnings),
+        profile_reason=resolved.profile_reason,
         overridden={
             f"{section}.{key}": src
             for (section, key), src in resolved.provenance.items()

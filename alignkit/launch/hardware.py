@@ -113,7 +113,7 @@ def hardware_check(p: LaunchPlan, *, dry_run: bool, profile_cpu: bool) -> tuple[
             notes.append("model.attn_implementation needs flash-attn, which is not installed here")
         return [], notes
     if gpus == 0:
-        return [Problem("--profile", f"profile {p.profile} needs GPUs and none is visible",
+        return [Problem("--profile", f"{p.profile_label} needs GPUs and none is visible",
                         f"run on a GPU machine, add the cpu modifier (--profile {p.profile},cpu), or add --dry-run "
                         "to only see the plan")], []
     caps = compute_capabilities()

@@ -15,6 +15,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from alignkit.launch.run.file import DataBuild
 
 
+def profile_label(name: str, reason: str | None) -> str:
+    """``profile NAME``, with why it was chosen when no --profile named it: a refusal about a profile the user
+    never typed says where it came from."""
+    return f"profile {name}, chosen because {reason}," if reason else f"profile {name}"
+
+
 @dataclass
 class BatchMath:
     """How the global batch is kept constant across cluster shapes."""
@@ -54,6 +60,13 @@ class LaunchPlan:
     overridden: dict[str, str] = field(default_factory=dict)  # section.key -> the layer that set it
     # the mixed data the run trains on, built into the run dir by the preflight (alignkit.launch.preflight)
     data: DataBuild | None = None
+    # why a run without --profile got this profile (the file's load_in_4bit / use_peft); None when --profile named it
+    profile_reason: str | None = None
+
+    @property
+    def profile_label(self) -> str:
+        """`profile NAME`, and why it was chosen when no --profile named it (for messages about it)."""
+        return profile_label(self.profile, self.profile_reason)
 
     @property
     def direct(self) -> bool:

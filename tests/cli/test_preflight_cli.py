@@ -244,6 +244,16 @@ def test_a_4bit_file_without_profile_picks_qlora_and_says_so():
     assert res.exit_code == 0 and "profile qlora, because" in flat(res.stderr)
 
 
+
+@pytest.mark.parametrize("gpus", [["--num-gpus", "1"], []], ids=["num-gpus", "no-num-gpus"])
+def test_a_4bit_file_without_profile_on_a_machine_without_gpus_says_why_qlora_and_the_cpu_fix(tmp_path, gpus):
+    """The user typed no --profile: the refusal says where qlora came from (the file's line) and what to type."""
+    err = flat(refused(["sft", QLORA_FILE, *gpus, "--push_to_hub=false", f"--output_dir={tmp_path}/out"],
+                       cwd=tmp_path))
+    assert "profile qlora, chosen because" in err and "config_qlora.yaml:" in err and "load_in_4bit: true" in err
+    assert "needs GPUs and none is visible" in err and "--profile qlora,cpu" in err
+    assert tree(tmp_path) == []
+
 def test_a_peft_file_without_profile_picks_lora():
     res = invoke(["sft", LORA_FILE, "--num-gpus", "1", "--dry-run", "--json"])
     assert res.exit_code == 0, res.stderr
