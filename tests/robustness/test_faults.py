@@ -131,6 +131,7 @@ def test_interrupted_killed_and_cut_mid_checkpoint_the_run_resumes_to_the_same_w
                          if s > c2 and not done and (out / f"checkpoint-{s}" / "trainer_state.json").is_file()), None)
 
         cut_step = wait_for(cut, 300, "a checkpoint being written")
+        time.sleep(0.5)  # the save is held open (unheld, the marker follows within milliseconds: checked below)
         os.killpg(pgid, signal.SIGKILL)
         os.killpg(p3.pid, signal.SIGKILL)
         p3.wait()
