@@ -218,7 +218,7 @@ def test_redirects_are_not_followed(monkeypatch):
             self.end_headers()
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         c = ChatClient(f"http://127.0.0.1:{srv.server_address[1]}/v1", "m", api_key_env="MY_JUDGE_KEY", max_retries=0)
