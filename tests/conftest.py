@@ -8,6 +8,13 @@
 * ``tiny_env`` (session): a copy of os.environ for subprocesses, with the variables above set
   and this checkout first on PYTHONPATH.
 * ``load_jsonl``: ``load_jsonl(path) -> list[dict]``.
+* pytest-xdist (`make test-fast` runs ``-n auto``): each worker, and every process it starts, gets its share of
+  the CPU cores as OpenMP threads (``OMP_NUM_THREADS``, unless set): torch's default of one thread per core in
+  every worker oversubscribes the machine, and waiting OpenMP threads spin, which made a tiny model's forward
+  passes several times slower.
+* ``_fresh_consoles`` (autouse): alignkit.ui's cached rich consoles are dropped before each test, so a console
+  made by an earlier test (its width from that test's COLUMNS) never decides how this one's output wraps,
+  whatever order the tests run in (pytest-xdist gives each worker its own order).
 * ``_training_guard`` (autouse): a test not marked e2e (or slurm) that starts training (``accelerate launch``,
   ``python -m alignkit.train.*``), itself or in any Python process below it, fails: tests/spawn_guard. In a
   run that deselects e2e (``-m "not e2e ..."``, `make test-fast`) the guard covers the whole session, fixture
@@ -22,6 +29,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,11 +87,28 @@ def load_jsonl():
     return _load_jsonl
 
 
+@pytest.fixture(autouse=True)
+def _fresh_consoles():
+    ui = sys.modules.get("alignkit.ui")
+    if ui is not None:
+        ui.err_console.cache_clear()
+        ui.out_console.cache_clear()
+    yield
+
+
 def pytest_configure(config):
     # never let a test reach a hub, even before the session fixture runs (collection imports)
     for key, value in _OFFLINE.items():
         os.environ.setdefault(key, value)
+    _share_cores_between_workers()
     _configure_training_guard(config)
+
+
+def _share_cores_between_workers() -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)  # set in each pytest-xdist worker
+    if workers and not os.environ.get("OMP_NUM_THREADS"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // workers))
 
 
 # --------------------------------------------------------------------------- no training outside e2e

@@ -28,7 +28,7 @@ class FakeJudge:
         self.headers: list[dict] = []
         self.paths: list[str] = []
         self.calls = 0
-        self.inflight = 0
+        self.inflight = 0  # requests read and not yet answered (at most what the client has open at once)
         self.max_inflight = 0
         self.delay = 0.0  # seconds every OK answer takes
         self.fail_after: int | None = None  # answer OK this many times, then 500 forever
@@ -59,13 +59,22 @@ class FakeJudge:
                         action = "500"
                     judge.inflight += 1
                     judge.max_inflight = max(judge.max_inflight, judge.inflight)
+                    self._counted = True
                 try:
                     self._answer(action, body)
                 finally:
-                    with judge._lock:
+                    self._uncount()
+
+            def _uncount(self):
+                # a request counts as in flight until its answer starts to go out, not until the write returns:
+                # the client may already have the answer and sent its next request by then
+                with judge._lock:
+                    if getattr(self, "_counted", False):
+                        self._counted = False
                         judge.inflight -= 1
 
             def _send(self, status: int, payload: bytes, ctype: str = "application/json", extra: dict | None = None):
+                self._uncount()
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
