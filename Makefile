@@ -52,9 +52,11 @@ test: install
 	if [ $$code -eq 5 ]; then echo "no tests collected" >&2; exit 1; fi; exit $$code
 
 ## the suite without the end-to-end training runs and the Slurm tests: trains nothing (tests/conftest.py
-## fails a test that would), a couple of minutes on a laptop
+## fails a test that would), spread over the CPU cores by pytest-xdist, a file per worker at a time (a
+## module's fixtures are built once): under two minutes on an idle 2-core machine. `make test` stays
+## sequential (its e2e tests kill runs and time resumes).
 test-fast: install
-	$(PY) -m pytest -q -m "not e2e and not slurm"
+	$(PY) -m pytest -q -m "not e2e and not slurm" -n auto --dist loadfile
 
 bench: install
 	$(PY) bench/run_all.py
