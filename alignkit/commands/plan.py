@@ -63,13 +63,11 @@ def run(task: str, *, recipe: str | None, profile: str | None, config_files: lis
         as_json: bool) -> int:
     """Plan, print (rich table or JSON on stdout) and return the exit code."""
     from alignkit import ui
-    from alignkit.errors import ConfigError, Problem
     from alignkit.memory import EXIT_DOES_NOT_FIT, PlanRequest
 
-    from alignkit.config.tasks import TASKS, task_option_fix
+    from alignkit.config.tasks import check_task_option
 
-    if task not in TASKS:
-        raise ConfigError(Problem("--task", f"unknown task '{task}'", task_option_fix()))
+    check_task_option(task)
     req = PlanRequest(task=task, recipe=recipe, profile=profile, config_files=tuple(config_files),
                       overrides=tuple(extra), num_gpus=num_gpus, num_nodes=num_nodes, model=model,
                       gpu_mem_gb=gpu_mem_gb)

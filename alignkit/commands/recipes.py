@@ -11,6 +11,7 @@ import typer
 from alignkit import ui
 from alignkit.commands import options
 from alignkit.config import recipes
+from alignkit.config.tasks import check_task_option
 from alignkit.errors import ConfigError, Problem, UsageError
 
 
@@ -52,7 +53,7 @@ def show(name: str, *, task: str, profile: str | None, raw: bool, explain: bool 
     from alignkit.config.resolve import resolve_config
     from alignkit.config.run import section_model
 
-    _check_task(task)
+    check_task_option(task)
     if raw:
         from alignkit.config.profiles import load_stack
 
@@ -122,15 +123,10 @@ def copy(name: str, dest: Path) -> None:
                    "--profile ..."))
 
 
-def _check_task(task: str) -> None:
-    if task not in recipes.TASKS:
-        raise UsageError(Problem("--task", f"unknown task '{task}'", f"use {' or '.join(recipes.TASKS)}"))
-
-
 def fields(task: str, section: str | None, search: str | None) -> None:
     from alignkit.config.run import SECTIONS, section_model
 
-    _check_task(task)
+    check_task_option(task)
     if section and section not in SECTIONS:
         raise ConfigError(Problem("section", f"unknown section '{section}'", f"use one of {', '.join(SECTIONS)}"))
     from rich.table import Table
@@ -176,7 +172,7 @@ def _type_name(annotation: Any) -> str:
 def schema(task: str) -> None:
     from alignkit.config.run import run_model
 
-    _check_task(task)
+    check_task_option(task)
     ui.print_json(run_model(task).model_json_schema())
 
 

@@ -65,10 +65,9 @@ def submit(
     from alignkit.launch import build, slurm
     from alignkit.launch.slurm import layout
 
-    from alignkit.config.tasks import TASKS, task_option_fix
+    from alignkit.config.tasks import check_task_option
 
-    if task not in TASKS:
-        raise UsageError(Problem("--task", f"unknown task {task!r}", task_option_fix()))
+    check_task_option(task)
     if nodes < 1:
         raise UsageError(Problem("--nodes", f"must be at least 1, got {nodes}", "pass --nodes N with N >= 1"))
     if gpus_per_node < 1:

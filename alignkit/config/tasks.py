@@ -52,6 +52,15 @@ def task_option_fix() -> str:
     return "use " + " or ".join(f"--task {t}" for t in TASKS)
 
 
+def check_task_option(task: str, where: str = "--task") -> str:
+    """A --task naming a task of this table; else exit 2 (a usage error) listing them. Returns the task."""
+    if task not in TASKS:
+        from alignkit.errors import Problem, UsageError
+
+        raise UsageError(Problem(where, f"unknown task '{task}'", task_option_fix()))
+    return task
+
+
 def task_choices_help() -> str:
     """The tasks with what their rows are, for a --task help text: "sft (conversations), dpo (preference
     pairs), ..."."""

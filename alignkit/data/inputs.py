@@ -32,15 +32,6 @@ class MixInputs:
     packing_strategy: str = "bfd"  # CPT: train.packing_strategy (TRL's default)
 
 
-def check_task(task: str) -> str:
-    """A task of the task table (alignkit.config.tasks), else exit 2 listing them."""
-    from alignkit.config.tasks import TASKS, task_option_fix
-
-    if task not in TASKS:
-        raise UsageError(Problem(where="--task", message=f"unknown task {task!r}", fix=task_option_fix()))
-    return task
-
-
 def data_from_file(path: Path, extra: list[str], task: str = "sft"):
     """DataConfig from a YAML file holding a 'data:' section, plus data-only overrides."""
     from pydantic import ValidationError, create_model
@@ -112,9 +103,9 @@ def resolve_inputs(
     skip_invalid: bool = False,
     truncation_mode: str | None = None,
 ) -> MixInputs:
-    from alignkit.config.tasks import data_format
+    from alignkit.config.tasks import check_task_option, data_format
 
-    check_task(task)
+    check_task_option(task)
     cfg = None
     if data_file is not None and (recipe or config):
         raise UsageError(

@@ -246,7 +246,7 @@ CASES = [
     C("recipe-copy-onto-a-file", ["recipes", "copy", "tiny", "{d}/a-file"], ["a-file", "is a file"],
       "give a directory"),
     C("config-fields-unknown-task", ["config", "fields", "--task", "ppo"], ["--task", "unknown task 'ppo'"],
-      "use sft or dpo"),
+      "use --task sft or --task dpo or --task orpo or --task cpt"),
     # ---------------------------------------------------------------- Slurm fields with hostile strings
     C("slurm-partition-newline", [*SUBMIT, "--partition", "gpu\n#SBATCH --uid=0"], ["--partition", "contains a newline"],
       "must fit on one line"),
