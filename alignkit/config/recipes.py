@@ -139,7 +139,7 @@ def check_name(name: str) -> None:
 
 
 def check_task(task: str, where: str = "task") -> None:
-    """A task a recipe may name (its command exists: tests/unit/test_tasks.py); unknown ones are refused (exit 2)."""
+    """A task a recipe may name (each has its command: tests/unit/test_task_table.py); unknown ones are refused (exit 2)."""
     if task not in TASKS:
         raise ConfigError(Problem(where, f"unknown task '{task}'", f"use {' or '.join(TASKS)}"))
 

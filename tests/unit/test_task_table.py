@@ -3,7 +3,15 @@ TRL's, and what `mix preview` says of them at max_length (alignkit/data/lengths.
 
 from __future__ import annotations
 
-from alignkit.config import tasks
+import importlib.util
+import json
+from importlib import resources
+
+import pytest
+from typer.testing import CliRunner
+
+from alignkit.cli import app
+from alignkit.config import recipes, tasks
 from alignkit.data.lengths import cpt_report, orpo_truncation, packing
 
 
@@ -14,6 +22,26 @@ def test_every_table_has_every_task():
     assert tasks.PREFERENCE == {t for t in tasks.TASKS if tasks.data_format(t) == "dpo"}
     help_text = tasks.task_choices_help()
     assert all(f"{t} ({tasks.FORMAT_WORDS[tasks.data_format(t)]})" in help_text for t in tasks.TASKS)
+
+
+@pytest.mark.parametrize("task", tasks.TASKS)
+def test_a_task_has_its_defaults_recipe_module_trl_fields_and_command(task):
+    """A task is a row here plus these files; one missing is a task that validates but cannot run."""
+    assert resources.files("alignkit.config").joinpath("defaults", f"{task}.yaml").is_file()
+    assert importlib.util.find_spec(f"alignkit.train.{task}") is not None
+    snapshot = json.loads(resources.files("alignkit.config").joinpath("trl_fields.json").read_text())
+    assert tasks.trl_config(task) in snapshot["tasks"]
+    res = CliRunner().invoke(app, [task, "--help"])
+    assert res.exit_code == 0, res.output
+
+
+def test_an_unknown_task_is_refused_naming_the_known_ones():
+    from alignkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        recipes.check_task("ppo")
+    assert "unknown task 'ppo'" in str(e.value)
+    assert all(t in str(e.value) for t in tasks.TASKS)
 
 
 def test_the_trainers_are_trls():
